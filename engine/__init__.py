@@ -1,0 +1,1 @@
+"""perpdeck trading engine: sans-I/O pipeline, exchange ports, state. Never imports textual or torch."""

@@ -1,0 +1,245 @@
+"""Assemble a sim run from settings, and drive it in a tight synchronous loop.
+
+``build_sim_run`` is the composition root for sim mode: it loads and validates the data, builds
+the matching engine, the in-process port, the engine with its strategies, guard and order manager,
+and the journal. Constructor arguments only — no globals.
+
+``run_sync`` is the backtest loop: per candle, the exchange sees it first (resting stops and
+take-profits trigger on its path), then the engine (the strategy sees the closed candle and may
+enter at its close). The asyncio runtime calls :func:`step` with exactly the same code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from engine.core import Engine, EngineParams, pump
+from engine.data import (
+    KlineFile,
+    load_funding,
+    load_klines,
+    merged_candles,
+    sample_funding_files,
+    sample_kline_files,
+)
+from engine.exchange.sim.matching import SimExchange, load_default_rules
+from engine.exchange.sim.port import SimPort
+from engine.model import Candle, MarginType, PositionMode
+from engine.strategies.base import available, build_strategy
+
+Q2 = Decimal("0.01")
+
+
+@dataclass
+class SimRun:
+    run_id: str
+    sim: SimExchange
+    port: SimPort
+    engine: Engine
+    journal: Any
+    candles: list[Candle]
+    files: list[KlineFile]
+    starting_balance: Decimal
+    mode: str = "sim"
+
+
+def load_market_data(settings) -> tuple[list[KlineFile], dict[str, dict[int, Decimal]]]:
+    """Load and fully validate the kline and funding files a sim run will replay."""
+    symbols = [s.upper() for s in settings.symbols]
+    paths = [Path(p) for p in settings.sim.data_files] or sample_kline_files(symbols)
+    files = [load_klines(p) for p in paths]
+    if not settings.sim.data_files:
+        files = [f for f in files if f.symbol in symbols]
+    funding_paths = [Path(p) for p in settings.sim.funding_files]
+    if not funding_paths and not settings.sim.data_files:
+        funding_paths = sample_funding_files(symbols)
+    funding: dict[str, dict[int, Decimal]] = {}
+    for p in funding_paths:
+        for sym, rates in load_funding(p).items():
+            funding.setdefault(sym, {}).update(rates)
+    return files, funding
+
+
+def build_sim_run(
+    settings,
+    *,
+    run_id: str,
+    files: Sequence[KlineFile] | None = None,
+    funding: dict[str, dict[int, Decimal]] | None = None,
+    journal=None,
+    bus=None,
+    strict: bool = False,
+) -> SimRun:
+    if files is None:
+        files, funding = load_market_data(settings)
+    files = list(files)
+    rules = load_default_rules()
+    unknown = sorted({f.symbol for f in files} - set(rules))
+    if unknown:
+        from engine.data import DataError
+
+        raise DataError(f"no exchange rules for symbol(s) {unknown} in the sim; known: {sorted(rules)}")
+    candles = merged_candles(files)
+    start_ms = candles[0].open_time_ms if candles else 0
+    position_mode = PositionMode(settings.position_mode)
+    margin_type = MarginType(settings.margin_type)
+    sim = SimExchange(
+        rules,
+        starting_balance=Decimal(settings.sim.starting_balance),
+        taker_fee_rate=Decimal(settings.sim.taker_fee_rate),
+        maker_fee_rate=Decimal(settings.sim.maker_fee_rate),
+        slippage_bps=Decimal(settings.sim.slippage_bps),
+        funding_rates=funding or {},
+        default_funding_rate=Decimal(settings.sim.default_funding_rate),
+        position_mode=position_mode,
+        default_leverage=int(settings.leverage),
+        default_margin_type=margin_type,
+        start_time_ms=start_ms,
+    )
+    port = SimPort(sim)
+    strategies = {}
+    for name in available():
+        strategies[name] = build_strategy(name, dict(settings.strategies.get(name, {})))
+    risk = settings.risk
+    params = EngineParams(
+        leverage=int(settings.leverage),
+        position_mode=position_mode,
+        margin_type=margin_type,
+        auto_trading_enabled=bool(settings.auto_trading_enabled),
+        position_size_pct=Decimal(risk.position_size_pct),
+        stop_loss_pct=Decimal(risk.stop_loss_pct),
+        take_profit_pct=Decimal(risk.take_profit_pct) if risk.take_profit_pct else None,
+        taker_fee_rate=Decimal(settings.sim.taker_fee_rate),
+    )
+    engine = Engine(
+        namespace=run_id,
+        rules=rules,
+        strategies=strategies,
+        active_strategy=settings.active_strategy,
+        params=params,
+        bus=bus,
+        journal=journal,
+        strict=strict,
+    )
+    engine.bootstrap(port.account(), port.positions())
+    return SimRun(run_id, sim, port, engine, journal, candles, files, Decimal(settings.sim.starting_balance))
+
+
+def step(run: SimRun, candle: Candle) -> None:
+    """One closed candle through exchange and engine (the shared pipeline step)."""
+    sim, port, engine = run.sim, run.port, run.engine
+    sim.on_candle(candle)
+    if port.has_events():
+        pump(engine, port)
+    engine.on_candle(candle)
+    if engine.has_commands():
+        pump(engine, port)
+
+
+def finish(run: SimRun) -> None:
+    """End of data: close open positions at the last price and settle."""
+    run.engine.end_of_data()
+    pump(run.engine, run.port)
+
+
+def run_sync(run: SimRun, candles: Iterable[Candle] | None = None, *, close_at_end: bool = True) -> None:
+    """The backtest loop: tight, synchronous, no sockets."""
+    sim_on_candle = run.sim.on_candle
+    port, engine = run.port, run.engine
+    has_events = port.has_events
+    eng_on_candle = engine.on_candle
+    has_commands = engine.has_commands
+    for candle in run.candles if candles is None else candles:
+        sim_on_candle(candle)
+        if has_events():
+            pump(engine, port)
+        eng_on_candle(candle)
+        if has_commands():
+            pump(engine, port)
+    if close_at_end:
+        finish(run)
+
+
+# -- summary ------------------------------------------------------------------------------------
+
+
+def _utc(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def summarize(run: SimRun, *, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    eng = run.engine
+    trades = eng.trades.closed
+    wins = [t for t in trades if t.net_pnl > 0]
+    net = sum((t.net_pnl for t in trades), Decimal(0))
+    fees = sum((t.fees for t in trades), Decimal(0))
+    funding = sum((t.funding for t in trades), Decimal(0))
+    gross = sum((t.realized_pnl for t in trades), Decimal(0))
+    start = run.starting_balance
+    end = run.sim.wallet_balance()
+    exits: dict[str, int] = {}
+    for t in trades:
+        k = t.exit_reason.value if t.exit_reason else "open"
+        exits[k] = exits.get(k, 0) + 1
+    out: dict[str, Any] = {
+        "mode": run.mode,
+        "strategy": eng.active_name,
+        "symbols": sorted({f.symbol for f in run.files}),
+        "period": [_utc(run.candles[0].open_time_ms) if run.candles else None,
+                   _utc(run.candles[-1].close_time_ms) if run.candles else None],
+        "candles": eng.stats.candles,
+        "signals": eng.stats.signals,
+        "accepted": eng.stats.accepted,
+        "denials": dict(sorted(eng.stats.denials.items())),
+        "trades": len(trades),
+        "open_trades": len(eng.trades.open),
+        "wins": len(wins),
+        "win_rate_pct": str((Decimal(len(wins)) / len(trades) * 100).quantize(Q2)) if trades else "0",
+        "exit_reasons": dict(sorted(exits.items())),
+        "gross_pnl": str(gross.quantize(Q2)),
+        "fees": str(fees.quantize(Q2)),
+        "funding": str(funding.quantize(Q2)),
+        "net_pnl": str(net.quantize(Q2)),
+        "starting_balance": str(start.quantize(Q2)),
+        "ending_balance": str(end.quantize(Q2)),
+        "return_pct": str(((end - start) / start * 100).quantize(Q2)) if start else "0",
+        "max_drawdown": str(eng.max_drawdown.quantize(Q2)),
+        "max_drawdown_pct": str(eng.max_drawdown_pct.quantize(Q2)),
+        "protection_failures": eng.stats.protection_failures,
+        "unprotected_checks": eng.stats.unprotected_checks,
+    }
+    if extra:
+        out.update(extra)
+    return out
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    denials = ", ".join(f"{k}: {v}" for k, v in s["denials"].items()) or "none"
+    exits = ", ".join(f"{k}: {v}" for k, v in s["exit_reasons"].items()) or "none"
+    lines = [
+        f"perpdeck run summary — {s['mode'].upper()} — strategy {s['strategy']}",
+        f"  symbols            {', '.join(s['symbols'])}",
+        f"  period             {s['period'][0]} → {s['period'][1]}",
+        f"  candles processed  {s['candles']:,}",
+        f"  signals            {s['signals']} ({s['accepted']} accepted)",
+        f"  denials by reason  {denials}",
+        f"  trades             {s['trades']} closed ({s['wins']} won, win rate {s['win_rate_pct']}%)",
+        f"  exits              {exits}",
+        f"  gross PnL          {s['gross_pnl']} USDT",
+        f"  fees / funding     -{s['fees']} / {s['funding']} USDT",
+        f"  net PnL            {s['net_pnl']} USDT (after fees and funding)",
+        f"  balance            {s['starting_balance']} → {s['ending_balance']} USDT ({s['return_pct']}%)",
+        f"  max drawdown       {s['max_drawdown']} USDT ({s['max_drawdown_pct']}%)",
+        f"  protection         {s['protection_failures']} failures, {s['unprotected_checks']} unprotected checks",
+    ]
+    for key, label in (("database", "database"), ("log_file", "log (JSON lines)"), ("heartbeat", "heartbeat"),
+                       ("run_id", "run id")):
+        if key in s:
+            lines.append(f"  {label:<18} {s[key]}")
+    return "\n".join(lines)

@@ -1,0 +1,999 @@
+"""Configuration: typed, validated, frozen settings and the one function that loads them.
+
+Where settings come from (highest precedence first):
+
+1. **Overrides** passed to :func:`load_settings` (the CLI's flags). Nested dicts
+   (``{"sim": {"speed": 10}}``) and dotted keys (``{"sim.speed": 10}``) are both accepted;
+   keys whose value is ``None`` are ignored, so a CLI can pass unset options straight through.
+2. **Environment variables** ``PERPDECK_<SETTING>``; nested settings use ``__``
+   (``PERPDECK_RISK__STOP_LOSS_PCT=2``, ``PERPDECK_SIM__SPEED=10``). Lists are JSON
+   (``PERPDECK_SYMBOLS='["BTCUSDT","ETHUSDT"]'``); ``PERPDECK_SYMBOLS`` also accepts a plain
+   comma-separated list. Empty variables count as unset. Names are case-insensitive.
+3. **A ``.env`` file** (default ``.env`` in the working directory; a missing file is fine) with
+   the same variable names.
+4. **``config.toml``** (default ``config.toml`` in the working directory if present; an
+   explicitly named file must exist). Unknown keys are errors, so typos are never ignored.
+5. Built-in defaults (identical to the shipped ``config.toml``).
+
+API credentials are deliberately *not* ordinary settings. They are read only from the
+environment variables ``BINANCE_API_KEY`` / ``BINANCE_API_SECRET`` (or the same names in
+``.env``), or from the key file named by ``api_key_file``, and never from ``config.toml`` or
+overrides. The environment wins over the key file. The key file holds exactly two non-empty
+lines, the API key then the API secret (``#`` comment lines and blank lines are ignored), and
+must not be readable by group or others (``chmod 600``). Secrets never appear in ``repr``,
+``str``, error messages or :meth:`Settings.redacted_dict`.
+
+Constructing :class:`Settings` directly (``Settings(leverage=5)``) reads *no* environment and
+no files: it is a plain validated value, handy in tests. Only :func:`load_settings` looks at
+the outside world.
+
+Relative paths (``state_dir``, ``database_path``, data files, ``api_key_file``) are relative
+to the working directory.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import difflib
+import json
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+import annotated_types
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
+
+__all__ = [
+    "ConfigError",
+    "RiskSettings",
+    "Settings",
+    "SimSettings",
+    "load_settings",
+    "ENV_PREFIX",
+    "API_KEY_ENV",
+    "API_SECRET_ENV",
+]
+
+ENV_PREFIX = "PERPDECK_"
+API_KEY_ENV = "BINANCE_API_KEY"
+API_SECRET_ENV = "BINANCE_API_SECRET"
+
+#: ``PERPDECK_*`` variables that are not settings but may legitimately be set (e.g. read by the
+#: CLI to locate files). Any other unknown ``PERPDECK_*`` variable is reported as a typo.
+RESERVED_ENV_VARS = frozenset({"PERPDECK_CONFIG", "PERPDECK_ENV_FILE"})
+
+_SECRET_FIELDS = ("binance_api_key", "binance_api_secret")
+#: Keys refused in config.toml / overrides because they look like credentials.
+_SECRET_KEY_NAMES = frozenset(
+    {"binance_api_key", "binance_api_secret", "api_key", "api_secret", "secret_key", "secret"}
+)
+_SECRETISH = re.compile(r"secret|api[_-]?key|password|passphrase|token|private", re.IGNORECASE)
+_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}USDT$")
+
+
+class ConfigError(Exception):
+    """A configuration problem. ``str(err)`` is a complete, user-facing (multi-line) message.
+
+    The CLI prints it to stderr and exits with status 2.
+    """
+
+
+# --------------------------------------------------------------------------- field helpers
+
+
+def _reject_bool(value: Any) -> Any:
+    # Pydantic would quietly turn ``leverage = true`` into 1; a boolean is never a number here.
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not true/false")
+    return value
+
+
+_NoBool = BeforeValidator(_reject_bool)
+Pct = Annotated[Decimal, _NoBool]
+
+
+def _expand_user(value: Any) -> Any:
+    return value.expanduser() if isinstance(value, Path) else value
+
+
+UserPath = Annotated[Path, AfterValidator(_expand_user)]
+
+
+def _upper(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+# --------------------------------------------------------------------------- models
+
+
+class RiskSettings(BaseModel):
+    """Limits enforced by the risk guard before any order is sent. Percentages are 0-100."""
+
+    model_config = _FROZEN
+
+    max_position_pct: Pct = Field(
+        default=Decimal("10"),
+        gt=0,
+        le=100,
+        description="Largest initial margin of any one position, as % of account equity.",
+    )
+    position_size_pct: Pct = Field(
+        default=Decimal("10"),
+        gt=0,
+        le=100,
+        description=(
+            "Margin committed per entry, as % of account equity (notional = margin x leverage). "
+            "Must not exceed max_position_pct."
+        ),
+    )
+    max_total_exposure_pct: Pct = Field(
+        default=Decimal("50"),
+        gt=0,
+        le=100,
+        description=(
+            "Largest total initial margin across all open positions, as % of account equity. "
+            "Must be at least max_position_pct."
+        ),
+    )
+    max_daily_trades: Annotated[int, _NoBool] = Field(
+        default=20,
+        ge=0,
+        description="Most new entries allowed per UTC day; 0 blocks all new entries.",
+    )
+    max_daily_loss_pct: Pct = Field(
+        default=Decimal("5"),
+        gt=0,
+        le=100,
+        description=(
+            "Stop opening positions for the rest of the UTC day once the day's realised plus "
+            "unrealised loss reaches this % of the day's starting equity."
+        ),
+    )
+    stop_loss_pct: Pct = Field(
+        default=Decimal("3"),
+        gt=0,
+        lt=100,
+        description="Protective stop distance from the entry price, in % of price.",
+    )
+    take_profit_pct: Pct = Field(
+        default=Decimal("5"),
+        gt=0,
+        description="Take-profit distance from the entry price, in % of price.",
+    )
+
+    @model_validator(mode="after")
+    def _check_relations(self) -> RiskSettings:
+        if self.position_size_pct > self.max_position_pct:
+            raise ValueError(
+                f"position_size_pct ({self.position_size_pct}) must not exceed "
+                f"max_position_pct ({self.max_position_pct})"
+            )
+        if self.max_total_exposure_pct < self.max_position_pct:
+            raise ValueError(
+                f"max_total_exposure_pct ({self.max_total_exposure_pct}) must be at least "
+                f"max_position_pct ({self.max_position_pct})"
+            )
+        return self
+
+
+class SimSettings(BaseModel):
+    """The offline simulator used in ``mode = "sim"``."""
+
+    model_config = _FROZEN
+
+    starting_balance: Annotated[Decimal, _NoBool] = Field(
+        default=Decimal("10000"),
+        gt=0,
+        description="Initial USDT wallet balance of the simulated account.",
+    )
+    data_files: list[UserPath] = Field(
+        default_factory=list,
+        description=(
+            "Kline files to replay (Binance 1m kline CSV, optionally .gz). "
+            "Empty = the bundled sample (BTCUSDT, ETHUSDT, SOLUSDT)."
+        ),
+    )
+    funding_files: list[UserPath] = Field(
+        default_factory=list,
+        description=(
+            "Funding-rate history CSVs. Empty = the bundled sample, else default_funding_rate."
+        ),
+    )
+    taker_fee_rate: Annotated[Decimal, _NoBool] = Field(
+        default=Decimal("0.0005"),
+        ge=0,
+        lt=1,
+        description="Fee charged on taker fills, as a fraction of notional (0.0005 = 0.05%).",
+    )
+    maker_fee_rate: Annotated[Decimal, _NoBool] = Field(
+        default=Decimal("0.0002"),
+        ge=0,
+        lt=1,
+        description="Fee charged on maker fills, as a fraction of notional (0.0002 = 0.02%).",
+    )
+    slippage_bps: Annotated[Decimal, _NoBool] = Field(
+        default=Decimal("1"),
+        ge=0,
+        description="Adverse slippage applied to market fills, in basis points (1 bp = 0.01%).",
+    )
+    default_funding_rate: Annotated[Decimal, _NoBool] = Field(
+        default=Decimal("0.0001"),
+        gt=-1,
+        lt=1,
+        description=(
+            "Funding rate per 8h interval used when no funding history covers a symbol, "
+            "as a fraction (0.0001 = 0.01%)."
+        ),
+    )
+    speed: Annotated[float, _NoBool] = Field(
+        default=0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Replay speed: 0 = as fast as possible; N = N times real time.",
+    )
+
+
+class Settings(BaseSettings):
+    """All perpdeck settings. Frozen; build with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        validate_default=True,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        env_ignore_empty=True,
+        env_file=None,
+        toml_file=None,
+    )
+
+    mode: Literal["sim", "testnet", "mainnet"] = Field(
+        default="sim",
+        description=(
+            "Where orders go: sim = offline simulator, testnet = Binance futures testnet, "
+            "mainnet = real money."
+        ),
+    )
+    symbols: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["BTCUSDT", "ETHUSDT", "SOLUSDT"],
+        description="USDT-margined perpetual symbols to trade, e.g. BTCUSDT (case-insensitive).",
+    )
+    leverage: Annotated[int, _NoBool] = Field(
+        default=3, ge=1, le=125, description="Leverage set on every traded symbol (1-125x)."
+    )
+    margin_type: Literal["ISOLATED", "CROSSED"] = Field(
+        default="ISOLATED",
+        description="Margin mode set on every traded symbol: ISOLATED or CROSSED.",
+    )
+    position_mode: Literal["ONEWAY", "HEDGE"] = Field(
+        default="ONEWAY",
+        description="Account position mode: ONEWAY (one net position per symbol) or HEDGE.",
+    )
+    recv_window_ms: Annotated[int, _NoBool] = Field(
+        default=5000,
+        ge=1,
+        le=60000,
+        description="Validity window of signed REST requests, in milliseconds (Binance max 60000).",
+    )
+    ws_max_backoff_s: Annotated[float, _NoBool] = Field(
+        default=60.0,
+        gt=0,
+        le=600,
+        allow_inf_nan=False,
+        description="Longest wait between websocket reconnect attempts, in seconds.",
+    )
+    state_dir: UserPath = Field(
+        default=Path("state"),
+        description="Directory holding the database, logs and heartbeat file.",
+    )
+    database_path: UserPath | None = Field(
+        default=None,
+        description="SQLite database file. Unset = <state_dir>/perpdeck.db.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO",
+        description="Minimum level written to the log: DEBUG, INFO, WARNING or ERROR.",
+    )
+    active_strategy: str = Field(
+        default="ema_trend",
+        min_length=1,
+        description="Name of the strategy that generates signals.",
+    )
+    auto_trading_enabled: bool = Field(
+        default=True,
+        description=(
+            "false = observe only: signals are recorded and denied with reason "
+            '"auto-trading disabled".'
+        ),
+    )
+    heartbeat_interval_s: Annotated[float, _NoBool] = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="How often the engine writes its heartbeat, in seconds.",
+    )
+    risk: RiskSettings = Field(
+        default_factory=RiskSettings, description="Risk limits (the [risk] table)."
+    )
+    sim: SimSettings = Field(
+        default_factory=SimSettings, description="Simulator settings (the [sim] table)."
+    )
+    strategies: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description=(
+            "Per-strategy parameter overrides, e.g. [strategies.ema_trend] fast = 12; "
+            "checked by the strategy itself."
+        ),
+    )
+    api_key_file: UserPath | None = Field(
+        default=None,
+        description=(
+            "File with the Binance API key on line 1 and secret on line 2; must be chmod 600. "
+            "Ignored when BINANCE_API_KEY/BINANCE_API_SECRET are set in the environment."
+        ),
+    )
+    binance_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(API_KEY_ENV, "binance_api_key"),
+        description=(
+            "Binance API key; only from BINANCE_API_KEY (environment or .env) or api_key_file."
+        ),
+    )
+    binance_api_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(API_SECRET_ENV, "binance_api_secret"),
+        description=(
+            "Binance API secret; only from BINANCE_API_SECRET (environment or .env) "
+            "or api_key_file."
+        ),
+    )
+
+    # ------------------------------------------------------------------ sources
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        ctx = _LOAD_CONTEXT.get()
+        if ctx is None:  # direct construction: a pure value, no environment, no files
+            return (init_settings,)
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            _EnvironmentSource(settings_cls, ctx.environ),
+        ]
+        if ctx.env_file is not None:
+            sources.append(_DotEnvSource(settings_cls, env_file=ctx.env_file))
+        if ctx.config_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=ctx.config_path))
+        return tuple(sources)
+
+    # ------------------------------------------------------------------ validators
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _lower_mode(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("margin_type", mode="before")
+    @classmethod
+    def _norm_margin_type(cls, value: Any) -> Any:
+        value = _upper(value)
+        return "CROSSED" if value == "CROSS" else value
+
+    @field_validator("position_mode", mode="before")
+    @classmethod
+    def _norm_position_mode(cls, value: Any) -> Any:
+        value = _upper(value)
+        if isinstance(value, str):  # ONE-WAY, one_way, "one way" -> ONEWAY
+            value = value.replace("-", "").replace("_", "").replace(" ", "")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _norm_log_level(cls, value: Any) -> Any:
+        value = _upper(value)
+        return "WARNING" if value == "WARN" else value
+
+    @field_validator("active_strategy", mode="before")
+    @classmethod
+    def _strip_strategy(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("strategies", mode="after")
+    @classmethod
+    def _drop_empty_strategy_tables(
+        cls, value: dict[str, dict[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        # ``[strategies.ema_trend]`` with every parameter commented out means "no overrides".
+        return {name: params for name, params in value.items() if params}
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _parse_symbols(cls, value: Any) -> Any:
+        # Environment variables arrive as raw strings (NoDecode): JSON list or comma-separated.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError:
+                    raise ValueError(
+                        'expected a JSON list such as ["BTCUSDT","ETHUSDT"] or BTCUSDT,ETHUSDT'
+                    ) from None
+            else:
+                value = [part for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("symbols", mode="after")
+    @classmethod
+    def _check_symbols(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("expected at least one symbol, e.g. BTCUSDT")
+        out: list[str] = []
+        for raw in value:
+            sym = raw.strip().upper()
+            if not _SYMBOL_RE.match(sym):
+                raise ValueError(
+                    f"{raw!r} is not a USDT perpetual symbol; expected letters/digits ending "
+                    "in USDT, e.g. BTCUSDT"
+                )
+            if sym in out:
+                raise ValueError(f"{sym} is listed more than once")
+            out.append(sym)
+        return out
+
+    @model_validator(mode="before")
+    @classmethod
+    def _load_key_file(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        key_present = _first_present(data, "binance_api_key", API_KEY_ENV)
+        secret_present = _first_present(data, "binance_api_secret", API_SECRET_ENV)
+        if key_present and secret_present:
+            return data
+        if key_present or secret_present:
+            have, missing = (
+                (API_KEY_ENV, API_SECRET_ENV) if key_present else (API_SECRET_ENV, API_KEY_ENV)
+            )
+            raise ConfigError(
+                f"{have} is set but {missing} is not: set both (environment or .env), "
+                "or neither and use api_key_file."
+            )
+        key_file = data.get("api_key_file")
+        if key_file == "":  # ``PERPDECK_API_KEY_FILE=`` / ``api_key_file = ""`` means "none"
+            return {**data, "api_key_file": None}
+        if key_file is None:
+            return data
+        if not isinstance(key_file, (str, os.PathLike)):
+            return data  # let field validation report the bad type
+        key, secret = _read_key_file(Path(key_file).expanduser())
+        return {**data, "binance_api_key": key, "binance_api_secret": secret}
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite database file: ``database_path`` or ``state_dir / "perpdeck.db"``."""
+        if self.database_path is not None:
+            return self.database_path
+        return self.state_dir / "perpdeck.db"
+
+    @property
+    def has_api_keys(self) -> bool:
+        """True when both the API key and the secret are known (and non-empty)."""
+        return bool(
+            self.binance_api_key is not None
+            and self.binance_api_secret is not None
+            and self.binance_api_key.get_secret_value()
+            and self.binance_api_secret.get_secret_value()
+        )
+
+    def redacted_dict(self) -> dict[str, Any]:
+        """JSON-safe snapshot of every setting except the credentials (which are left out).
+
+        Decimals become strings (exact), paths become strings. Suitable for storing the run
+        configuration in the database; ``Settings.model_validate(d)`` rebuilds the settings
+        minus the credentials.
+        """
+        return self.model_dump(mode="json", exclude=set(_SECRET_FIELDS))
+
+
+def _first_present(data: Mapping[str, Any], *names: str) -> bool:
+    lowered = {n.lower() for n in names}
+    return any(
+        isinstance(k, str) and k.lower() in lowered and v not in (None, "")
+        for k, v in data.items()
+    )
+
+
+def _read_key_file(path: Path) -> tuple[str, str]:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"api_key_file {path} does not exist.") from None
+    except OSError as exc:
+        raise ConfigError(f"api_key_file {path} cannot be read: {exc.strerror}.") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"api_key_file {path} is not a regular file.")
+    if os.name == "posix" and st.st_mode & 0o077:
+        raise ConfigError(
+            f"api_key_file {path} is readable by other users (mode {stat.S_IMODE(st.st_mode):o}).\n"
+            f"Restrict it to its owner with:  chmod 600 {path}"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"api_key_file {path} cannot be read: {reason}.") from None
+    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    if len(lines) != 2 or any(len(ln.split()) != 1 for ln in lines):
+        raise ConfigError(
+            f"api_key_file {path} must contain exactly two non-empty lines: the API key, "
+            f"then the API secret (found {len(lines)} non-comment lines)."
+        )
+    return lines[0], lines[1]
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class _EnvironmentSource(EnvSettingsSource):
+    """``EnvSettingsSource`` reading an explicit mapping instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {
+            (k if self.case_sensitive else k.lower()): v
+            for k, v in self._environ.items()
+            if not (self.env_ignore_empty and v == "")
+        }
+
+
+class _DotEnvSource(DotEnvSettingsSource):
+    """``.env`` source that, like the environment, only returns known settings.
+
+    (The stock source turns every unrelated variable in ``.env`` into an "extra" field, which
+    ``extra="forbid"`` would reject; unknown ``PERPDECK_*`` names are reported by the loader.)
+    """
+
+    def __call__(self) -> dict[str, Any]:
+        return EnvSettingsSource.__call__(self)
+
+
+@dataclass(frozen=True)
+class _LoadContext:
+    config_path: Path | None
+    env_file: Path | None
+    environ: Mapping[str, str]
+
+
+_LOAD_CONTEXT: contextvars.ContextVar[_LoadContext | None] = contextvars.ContextVar(
+    "perpdeck_config_load_context", default=None
+)
+
+
+# --------------------------------------------------------------------------- loader
+
+
+def load_settings(
+    *,
+    config_path: Path | None = None,
+    env_file: Path | None = Path(".env"),
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings from overrides > environment > .env > config.toml > defaults.
+
+    ``config_path=None`` uses ``config.toml`` in the working directory if it exists (else only
+    defaults); an explicit path must exist. ``env_file=None`` skips the ``.env`` file; a missing
+    one is fine. ``environ=None`` means ``os.environ``.
+
+    Raises :class:`ConfigError` with a user-facing message for every problem found.
+    """
+    environ = dict(os.environ if environ is None else environ)
+
+    if config_path is not None:
+        config_path = Path(config_path)
+        if not config_path.is_file():
+            what = "is not a file" if config_path.exists() else "does not exist"
+            raise ConfigError(f"config file {config_path} {what}.")
+    elif Path("config.toml").is_file():
+        config_path = Path("config.toml")
+    toml_data = _read_toml(config_path) if config_path is not None else {}
+
+    if env_file is not None:
+        env_file = Path(env_file)
+        if env_file.exists() and not env_file.is_file():
+            raise ConfigError(f"env file {env_file} is not a file.")
+    dotenv_data = _read_dotenv(env_file) if env_file is not None and env_file.is_file() else {}
+
+    init_kwargs = _normalise_overrides(overrides or {})
+
+    _refuse_secrets(toml_data, f"config file {config_path}")
+    _refuse_secrets(init_kwargs, "command-line overrides")
+    _check_env_names(environ, "environment")
+    _check_env_names(dotenv_data, f"env file {env_file}")
+
+    origins = _Origins(init_kwargs, environ, dotenv_data, env_file, toml_data, config_path)
+    token = _LOAD_CONTEXT.set(_LoadContext(config_path, env_file, environ))
+    try:
+        return Settings(**init_kwargs)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, origins)) from None
+    except SettingsError as exc:
+        raise ConfigError(_format_settings_error(exc, origins)) from None
+    finally:
+        _LOAD_CONTEXT.reset(token)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}.") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text.") from None
+    except tomllib.TOMLDecodeError as exc:
+        # The message already carries "(at line N, column M)"; never echo the line itself,
+        # it could hold a secret.
+        raise ConfigError(
+            f"config file {path} is not valid TOML: {exc}.\n"
+            "See the shipped config.toml for the expected layout."
+        ) from None
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    from dotenv import dotenv_values  # dependency of pydantic-settings
+
+    try:
+        values = dotenv_values(path, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"env file {path} cannot be read: {exc}.") from None
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _normalise_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Expand dotted keys, merge nested dicts, drop ``None`` values."""
+    out: dict[str, Any] = {}
+
+    def put(path: list[str], value: Any) -> None:
+        if value is None:
+            return
+        node = out
+        for i, part in enumerate(path[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    f"override {'.'.join(path)} conflicts with override {'.'.join(path[: i + 1])}."
+                )
+            node = child
+        leaf = path[-1]
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                put([*path, *str(k).split(".")], v)
+            if leaf not in node:  # an explicitly empty table
+                node.setdefault(leaf, {})
+        else:
+            if isinstance(node.get(leaf), dict):
+                raise ConfigError(f"override {'.'.join(path)} conflicts with nested overrides.")
+            node[leaf] = value
+
+    for key, value in overrides.items():
+        put(str(key).split("."), value)
+    return out
+
+
+def _refuse_secrets(data: Mapping[str, Any], where: str) -> None:
+    found = sorted(
+        k
+        for k in data
+        if isinstance(k, str) and k.lower().replace("-", "_") in _SECRET_KEY_NAMES
+    )
+    if found:
+        raise ConfigError(
+            f"{where} sets {', '.join(found)}, but API credentials are never read from there.\n"
+            f"Set the environment variables {API_KEY_ENV} and {API_SECRET_ENV} (or put them in "
+            ".env), or point api_key_file at a file holding the key and the secret on two lines "
+            "(chmod 600). Remove the credentials from that file."
+        )
+
+
+def _check_env_names(env: Mapping[str, str], where: str) -> None:
+    fields = {n for n in Settings.model_fields if n not in _SECRET_FIELDS}
+    problems: list[str] = []
+    for name, value in env.items():
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in RESERVED_ENV_VARS or value == "":
+            continue
+        top = upper[len(ENV_PREFIX) :].split("__", 1)[0].lower()
+        if top in _SECRET_FIELDS:
+            problems.append(
+                f"  - {name}: credentials are read from {top.upper()} (no {ENV_PREFIX} prefix)"
+            )
+        elif top not in fields:
+            hint = _suggest(top, fields)
+            suggestion = f" (did you mean {ENV_PREFIX}{hint.upper()}?)" if hint else ""
+            problems.append(f"  - {name}: not a perpdeck setting{suggestion}")
+    if problems:
+        head = f"Unknown {ENV_PREFIX}* variables in the {where}:"
+        raise ConfigError("\n".join([head, *problems]))
+
+
+# --------------------------------------------------------------------------- error messages
+
+
+class _Origins:
+    """Works out which source supplied the value at a settings path (best effort)."""
+
+    def __init__(
+        self,
+        overrides: Mapping[str, Any],
+        environ: Mapping[str, str],
+        dotenv: Mapping[str, str],
+        env_file: Path | None,
+        toml: Mapping[str, Any],
+        config_path: Path | None,
+    ) -> None:
+        self.overrides = overrides
+        self.environ = {k.upper(): k for k, v in environ.items() if v != ""}
+        self.dotenv = {k.upper(): k for k, v in dotenv.items() if v != ""}
+        self.env_file = env_file
+        self.toml = toml
+        self.config_path = config_path
+
+    @staticmethod
+    def _has(data: Mapping[str, Any], path: tuple[str, ...]) -> bool:
+        node: Any = data
+        for part in path:
+            if not isinstance(node, Mapping) or part not in node:
+                return False
+            node = node[part]
+        return True
+
+    def _env_name(self, names: Mapping[str, str], path: tuple[str, ...]) -> str | None:
+        for n in range(len(path), 0, -1):
+            candidate = (ENV_PREFIX + "__".join(path[:n])).upper()
+            if candidate in names:
+                return names[candidate]
+        return None
+
+    def describe(self, path: tuple[str, ...]) -> str | None:
+        if not path:
+            return None
+        if self._has(self.overrides, path):
+            return "command-line override"
+        if (name := self._env_name(self.environ, path)) is not None:
+            return f"environment variable {name}"
+        if (name := self._env_name(self.dotenv, path)) is not None:
+            return f"{self.env_file}: {name}"
+        if self._has(self.toml, path):
+            return str(self.config_path)
+        return None
+
+
+def _suggest(word: str, choices: Any) -> str | None:
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def _model_for(path: tuple[Any, ...]) -> tuple[type[BaseModel] | None, FieldInfo | None]:
+    """The model containing the last path element, and that element's FieldInfo."""
+    model: type[BaseModel] | None = Settings
+    info: FieldInfo | None = None
+    for i, part in enumerate(path):
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return (model if i == len(path) - 1 else None), None
+        info = model.model_fields[part]
+        if i < len(path) - 1:
+            ann = info.annotation
+            model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return model, info
+
+
+def _bounds(info: FieldInfo) -> str:
+    b: dict[str, Any] = {}
+    for m in info.metadata:
+        for attr in ("gt", "ge", "lt", "le"):
+            if isinstance(m, getattr(annotated_types, attr.capitalize())):
+                b[attr] = getattr(m, attr)
+    lo = (
+        f"greater than {b['gt']}"
+        if "gt" in b
+        else (f"greater than or equal to {b['ge']}" if "ge" in b else None)
+    )
+    hi = (
+        f"less than {b['lt']}"
+        if "lt" in b
+        else (f"less than or equal to {b['le']}" if "le" in b else None)
+    )
+    if "ge" in b and "le" in b:
+        return f"from {b['ge']} to {b['le']}"
+    return " and ".join(p for p in (lo, hi) if p)
+
+
+def _scalar_kind(ann: Any) -> str | None:
+    while get_origin(ann) is Annotated:
+        ann = get_args(ann)[0]
+    if ann is int:
+        return "a whole number"
+    if ann in (float, Decimal):
+        return "a number"
+    return None
+
+
+_TYPE_EXPECT = {
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "a text value",
+    "path_type": "a file path",
+    "list_type": "a list",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "int_type": "a whole number",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "decimal_parsing": "a number",
+    "decimal_type": "a number",
+    "finite_number": "a finite number",
+    "string_too_short": "a non-empty text value",
+}
+
+_NUMERIC_ERRORS = {
+    "greater_than",
+    "greater_than_equal",
+    "less_than",
+    "less_than_equal",
+    "int_parsing",
+    "int_from_float",
+    "int_type",
+    "float_parsing",
+    "float_type",
+    "decimal_parsing",
+    "decimal_type",
+    "finite_number",
+}
+
+
+def _expectation(err: Mapping[str, Any], path: tuple[Any, ...]) -> str:
+    etype = err["type"]
+    model, info = _model_for(path)
+    if etype == "extra_forbidden":
+        valid = sorted(n for n in (model.model_fields if model else {}) if n not in _SECRET_FIELDS)
+        hint = _suggest(str(path[-1]), valid) if path else None
+        text = "unknown setting (typo?)"
+        if hint:
+            text += f"; did you mean {hint!r}?"
+        if valid:
+            text += f" Valid here: {', '.join(valid)}"
+        return text
+    if etype == "literal_error" and info is not None:
+        choices = get_args(info.annotation)
+        if choices:
+            return "expected one of " + ", ".join(json.dumps(c) for c in choices)
+    numeric_bool = (
+        isinstance(err.get("input"), bool)
+        and info is not None
+        and _scalar_kind(info.annotation) is not None
+    )
+    if (etype in _NUMERIC_ERRORS or numeric_bool) and info is not None:
+        kind = _scalar_kind(info.annotation) or "a number"
+        rng = _bounds(info)
+        return f"expected {kind}{' ' + rng if rng else ''}"
+    if etype == "value_error":
+        cause = (err.get("ctx") or {}).get("error")
+        return str(cause) if cause is not None else err["msg"]
+    if etype in _TYPE_EXPECT:
+        return f"expected {_TYPE_EXPECT[etype]}"
+    return err["msg"][0].lower() + err["msg"][1:]
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (int, float, Decimal)):
+        text = str(value)
+    else:
+        try:
+            text = json.dumps(value, default=str, ensure_ascii=False)
+        except (TypeError, ValueError):
+            text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _format_validation_error(exc: ValidationError, origins: _Origins) -> str:
+    lines: list[str] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        path = tuple(str(p) for p in loc)
+        # A list item error (symbols.1) is reported against the list setting.
+        setting = ".".join(p for p in path if not p.isdigit()) or "(settings)"
+        setting_path = tuple(p for p in path if not p.isdigit())
+        value = err.get("input")
+        # Never echo anything that might be a credential (including under a mistyped key).
+        secret = any(p.lower() in _SECRET_FIELDS or _SECRETISH.search(p) for p in path)
+        if secret:
+            shown = " = ***"
+        elif isinstance(value, Mapping) or err["type"] == "missing":
+            shown = ""  # a whole table (may hold anything); the message names the fields
+        else:
+            shown = f" = {_show(value)}"
+        origin = origins.describe(setting_path)
+        where = f" (from {origin})" if origin else ""
+        lines.append(f"  - {setting}{shown}{where}: {_expectation(err, loc)}")
+    count = len(lines)
+    head = f"Invalid configuration ({count} problem{'s' if count != 1 else ''}):"
+    return "\n".join([head, *lines])
+
+
+_SOURCE_NAMES = {
+    "_EnvironmentSource": "the environment",
+    "_DotEnvSource": "the .env file",
+    "TomlConfigSettingsSource": "the config file",
+}
+
+
+def _format_settings_error(exc: SettingsError, origins: _Origins) -> str:
+    m = re.search(r'field "([^"]+)" from source "([^"]+)"', str(exc))
+    if not m:
+        return f"Invalid configuration: {exc}"
+    field, source = m.group(1), m.group(2)
+    where = _SOURCE_NAMES.get(source, source)
+    names = origins.environ if source == "_EnvironmentSource" else origins.dotenv
+    prefix = f"{ENV_PREFIX}{field}".upper()
+    culprits = sorted(
+        orig for up, orig in names.items() if up == prefix or up.startswith(prefix + "__")
+    )
+    detail = f" ({', '.join(culprits)})" if culprits else ""
+    return (
+        f"Invalid configuration: the value for {field} in {where}{detail} could not be parsed.\n"
+        f"Lists and tables in environment variables must be JSON, e.g. "
+        f"{ENV_PREFIX}SIM__DATA_FILES='[\"data/BTCUSDT.csv\"]'; "
+        f"nested settings can also be set one by one, e.g. {ENV_PREFIX}RISK__STOP_LOSS_PCT=2."
+    )

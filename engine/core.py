@@ -1,0 +1,534 @@
+"""The pipeline step, sans-I/O: closed candle → strategy → guard → orders, and exchange facts in.
+
+Nothing here awaits, sleeps, or reads the wall clock. The backtest loop and the asyncio runtime
+both drive this same object:
+
+* ``on_candle(candle)`` — a closed candle arrived;
+* ``on_exchange_event(fact)`` — the exchange told us something (parsed ``Ex*`` facts);
+* ``take_commands()`` — exchange commands to execute, whose outcomes go back through
+  ``on_order_accepted`` / ``on_order_rejected`` / … (see :func:`execute_sync`);
+* ``handle(command)`` — Halt, Resume, FlattenAll, SwitchStrategy from the operator.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Iterable
+
+from engine.bus import Bus
+from engine.clock import EventClock
+from engine.events import (
+    AccountChanged,
+    CandleClosed,
+    EngineLogged,
+    EngineStateChanged,
+    ExAccountUpdate,
+    ExAlgoUpdate,
+    ExOrderUpdate,
+    ExStreamExpired,
+    FlattenAll,
+    FundingPaid,
+    Halt,
+    OrderFilled,
+    PositionChanged,
+    ProtectionFailed,
+    Resume,
+    SignalJudged,
+    StrategySwitched,
+    SwitchStrategy,
+    TradeClosed,
+    TradeOpened,
+)
+from engine.exchange.errors import ExchangeError
+from engine.exchange.filters import SymbolRules
+from engine.guard.base import Denied, EngineState, GuardView
+from engine.guard.guard import Guard
+from engine.model import (
+    ZERO,
+    Account,
+    Candle,
+    MarginType,
+    OrderPurpose,
+    Position,
+    PositionMode,
+    PositionSide,
+    Signal,
+    SignalRecord,
+    Trade,
+    Verdict,
+)
+from engine.orders.manager import (
+    CancelAlgoOrder,
+    CancelOrder,
+    ExchangeCommand,
+    OrderManager,
+    SubmitAlgoOrder,
+    SubmitOrder,
+)
+from engine.orders.trades import TradeBook
+from engine.strategies.base import SafeStrategy, Strategy
+
+log = logging.getLogger("engine")
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    leverage: int = 3
+    position_mode: PositionMode = PositionMode.ONEWAY
+    margin_type: MarginType = MarginType.ISOLATED
+    auto_trading_enabled: bool = True
+    position_size_pct: Decimal = Decimal(10)
+    stop_loss_pct: Decimal = Decimal(3)
+    take_profit_pct: Decimal | None = Decimal(5)
+    taker_fee_rate: Decimal = Decimal("0.0005")
+
+
+@dataclass
+class EngineStats:
+    candles: int = 0
+    signals: int = 0
+    accepted: int = 0
+    denials: Counter = field(default_factory=Counter)
+    fills: int = 0
+    protection_failures: int = 0
+    unprotected_checks: int = 0  # candles on which an open position had no live stop
+    strategy_errors: int = 0
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        rules: dict[str, SymbolRules],
+        strategies: dict[str, Strategy],
+        active_strategy: str,
+        params: EngineParams,
+        guard: Guard | None = None,
+        bus: Bus | None = None,
+        journal=None,
+        clock: EventClock | None = None,
+        strict: bool = False,
+    ) -> None:
+        if active_strategy not in strategies:
+            raise ValueError(f"active strategy {active_strategy!r} is not among {sorted(strategies)}")
+        self.namespace = namespace
+        self.rules = rules
+        self.params = params
+        self.strategies = {k: SafeStrategy(v) for k, v in strategies.items()}
+        self.active_name = active_strategy
+        self._strategy = self.strategies[active_strategy]
+        self._pending_switch: str | None = None
+        self.guard = guard or Guard.default(
+            position_size_pct=params.position_size_pct,
+            stop_loss_pct=params.stop_loss_pct,
+            take_profit_pct=params.take_profit_pct,
+        )
+        self.bus = bus or Bus()
+        self.journal = journal
+        self.clock = clock or EventClock()
+        self.state = EngineState.ACTIVE
+        self.halt_reason = ""
+        self.stats = EngineStats()
+        self.marks: dict[str, Decimal] = {}
+        self.positions: dict[tuple[str, PositionSide], Position] = {}
+        self.wallet_balance = ZERO
+        self.starting_wallet: Decimal | None = None
+        self.funding_total = ZERO
+        self.peak_equity = ZERO
+        self.max_drawdown = ZERO  # quote currency
+        self.max_drawdown_pct = ZERO
+        self._signal_reasons: dict[str, str] = {}
+        self._want_candles = False
+        self.orders = OrderManager(
+            namespace=namespace,
+            rules=rules,
+            position_mode=params.position_mode,
+            strict=strict,
+            journal=journal,
+        )
+        self.trades = TradeBook(on_open=self._trade_opened, on_close=self._trade_closed,
+                                on_update=self._trade_updated)
+
+    # -- setup --------------------------------------------------------------------------------
+
+    def bootstrap(self, account: Account, positions: Iterable[Position]) -> None:
+        """Take the exchange's account and positions as the starting truth."""
+        self.wallet_balance = account.wallet_balance
+        if self.starting_wallet is None:
+            self.starting_wallet = account.wallet_balance
+        self.peak_equity = account.wallet_balance
+        for p in positions:
+            if p.amount != 0:
+                key = (p.symbol, p.position_side)
+                self.positions[key] = p
+                self.orders.on_position(key, p.amount)
+        self._want_candles = self.bus.wants(CandleClosed)
+
+    # -- views ----------------------------------------------------------------------------------
+
+    def unrealized_pnl(self) -> Decimal:
+        total = ZERO
+        for (sym, _), p in self.positions.items():
+            mark = self.marks.get(sym)
+            if mark is not None and p.amount:
+                total += (mark - p.entry_price) * p.amount
+        return total
+
+    def equity(self) -> Decimal:
+        return self.wallet_balance + self.unrealized_pnl()
+
+    def used_margin(self) -> Decimal:
+        lev = self.params.leverage
+        return sum((abs(p.amount) * p.entry_price / lev for p in self.positions.values()), ZERO)
+
+    def available_balance(self) -> Decimal:
+        return max(ZERO, self.equity() - self.used_margin())
+
+    def guard_view(self) -> GuardView:
+        return GuardView(
+            now_ms=self.clock.now_ms(),
+            state=self.state,
+            halt_reason=self.halt_reason,
+            auto_trading_enabled=self.params.auto_trading_enabled,
+            position_mode=self.params.position_mode,
+            leverage=self.params.leverage,
+            equity=self.equity(),
+            available_balance=self.available_balance(),
+            positions={k: p.amount for k, p in self.positions.items() if p.amount},
+            pending_entries=frozenset(self.orders.pending_entries),
+            rules=self.rules,
+            marks=self.marks,
+            taker_fee_rate=self.params.taker_fee_rate,
+        )
+
+    # -- the pipeline step ----------------------------------------------------------------------
+
+    def on_candle(self, candle: Candle) -> None:
+        if not candle.closed:
+            return  # only closed candles reach strategies (and nothing else here needs open ones)
+        self.clock.advance(candle.close_time_ms)
+        self.orders.now_ms = candle.close_time_ms
+        sym = candle.symbol
+        self.marks[sym] = candle.close
+        self.stats.candles += 1
+        if self.journal is not None:
+            self.journal.candle(candle)
+        if self._want_candles:
+            self.bus.publish(CandleClosed(candle))
+        if sym in self.trades.open_by_symbol:
+            self.trades.on_candle(sym, candle.high, candle.low)
+            self._check_protection(sym)
+        if self.positions:
+            self._mark_equity()
+        if self._pending_switch is not None:
+            self._apply_switch()
+        sig = self._strategy.on_candle(candle)
+        if sig is not None:
+            self._judge(sig)
+
+    def _check_protection(self, symbol: str) -> None:
+        for key in (k for k in self.positions if k[0] == symbol):
+            if not self.orders.is_protected(key):
+                self.stats.unprotected_checks += 1
+                log.error("position %s %s has no live exchange-side stop", key[0], key[1].value)
+
+    def _mark_equity(self) -> None:
+        eq = self.equity()
+        if eq > self.peak_equity:
+            self.peak_equity = eq
+        dd = self.peak_equity - eq
+        if dd > self.max_drawdown:
+            self.max_drawdown = dd
+            if self.peak_equity > 0:
+                self.max_drawdown_pct = dd / self.peak_equity * 100
+
+    def _judge(self, sig: Signal) -> None:
+        self.stats.signals += 1
+        verdict = self.guard.evaluate(sig, self.guard_view())
+        now = self.clock.now_ms()
+        if isinstance(verdict, Denied):
+            self.stats.denials[_reason_kind(verdict.reason)] += 1
+            rec = SignalRecord(sig, Verdict.DENIED, verdict.reason, None, now)
+        else:
+            intent = verdict.intent
+            self.stats.accepted += 1
+            self._signal_reasons[sig.signal_id] = sig.reason
+            self.orders.open(intent, self.params.stop_loss_pct, self.params.take_profit_pct)
+            rec = SignalRecord(sig, Verdict.ACCEPTED, "accepted", intent.quantity, now)
+        if self.journal is not None:
+            self.journal.signal(rec)
+        self.bus.publish(SignalJudged(rec))
+
+    # -- exchange facts -------------------------------------------------------------------------
+
+    def on_exchange_event(self, ev: object) -> None:
+        if isinstance(ev, ExOrderUpdate):
+            self._on_order_update(ev)
+        elif isinstance(ev, ExAlgoUpdate):
+            self.clock.advance(ev.time_ms)
+            self.orders.on_algo_update(ev)
+        elif isinstance(ev, ExAccountUpdate):
+            self._on_account_update(ev)
+        elif isinstance(ev, ExStreamExpired):
+            self._log("WARNING", "user data stream expired (listenKey); a new one is needed")
+        self._after_orders()
+
+    def _on_order_update(self, ev: ExOrderUpdate) -> None:
+        self.clock.advance(ev.time_ms)
+        self.orders.now_ms = self.clock.now_ms()
+        self.orders.on_order_update(ev)
+        fill = ev.fill
+        if fill is None:
+            return
+        self.stats.fills += 1
+        if self.journal is not None:
+            self.journal.fill(fill)
+        purpose = self.orders.purpose_of(fill.client_order_id, fill.exchange_order_id, ev.orig_type)
+        key = (fill.symbol, fill.position_side)
+        br = self.orders.brackets.get(key)
+        meta = {}
+        if br is not None and purpose is OrderPurpose.ENTRY:
+            meta = {
+                "signal_id": br.signal_id,
+                "strategy": br.strategy,
+                "entry_reason": self._signal_reasons.get(br.signal_id, ""),
+                "trade_id": br.entry_client_id,
+            }
+        self.trades.on_fill(fill, purpose, meta)
+        if br is not None:
+            self.trades.set_protection(fill.symbol, fill.position_side, br.stop_price, br.take_profit_price)
+        self.bus.publish(OrderFilled(fill))
+
+    def _on_account_update(self, ev: ExAccountUpdate) -> None:
+        self.clock.advance(ev.time_ms)
+        if ev.wallet_balance is not None:
+            delta = ev.wallet_balance - self.wallet_balance
+            self.wallet_balance = ev.wallet_balance
+            if ev.reason == "FUNDING_FEE" and delta != 0:
+                self._on_funding(ev, delta)
+        for ps in ev.positions:
+            key = (ps.symbol, ps.position_side)
+            pos = Position(
+                symbol=ps.symbol,
+                position_side=ps.position_side,
+                amount=ps.amount,
+                entry_price=ps.entry_price,
+                break_even_price=ps.break_even_price,
+                unrealized_pnl=ps.unrealized_pnl,
+                margin_type=MarginType.ISOLATED if ps.margin_type.lower().startswith("iso") else MarginType.CROSSED,
+                isolated_wallet=ps.isolated_wallet,
+                update_time_ms=ev.time_ms,
+            )
+            if ps.amount == 0:
+                self.positions.pop(key, None)
+            else:
+                self.positions[key] = pos
+            self.orders.on_position(key, ps.amount)
+            if self.journal is not None:
+                self.journal.position(pos)
+            self.bus.publish(PositionChanged(pos))
+        if self.bus.wants(AccountChanged):
+            self.bus.publish(AccountChanged(self.account_snapshot()))
+        self._mark_equity()
+
+    def _on_funding(self, ev: ExAccountUpdate, delta: Decimal) -> None:
+        self.funding_total += delta
+        if ev.positions:
+            targets = [(p.symbol, p.position_side) for p in ev.positions]
+        else:  # cross margin: Binance names no position; split by notional (exact in total)
+            targets = [k for k, p in self.positions.items() if p.amount]
+        if not targets:
+            self.trades.on_funding("", None, delta)
+            return
+        weights = []
+        for sym, ps in targets:
+            p = self.positions.get((sym, ps))
+            mark = self.marks.get(sym, p.entry_price if p else ZERO)
+            weights.append(abs(p.amount) * mark if p else ZERO)
+        total_w = sum(weights, ZERO)
+        given = ZERO
+        last = len(targets) - 1
+        for i, (sym, ps) in enumerate(targets):
+            if i == last:
+                share = delta - given  # the last share takes the remainder: the total is exact
+            else:
+                share = delta * weights[i] / total_w if total_w else delta / len(targets)
+                given += share
+            self.trades.on_funding(sym, ps, share)
+            if self.journal is not None:
+                self.journal.funding(sym, ev.time_ms, ps.value, share, None)
+            self.bus.publish(FundingPaid(sym, ps, share, ev.time_ms))
+
+    def _after_orders(self) -> None:
+        eff = self.orders.take_effects()
+        for key, reason in eff.protection_failed:
+            self.stats.protection_failures += 1
+            now = self.clock.now_ms()
+            if self.journal is not None:
+                self.journal.event(now, "protection_failed", f"{key[0]} {key[1].value}: {reason}",
+                                   {"symbol": key[0], "position_side": key[1].value, "reason": reason})
+            self.bus.publish(ProtectionFailed(key[0], key[1], reason, now))
+
+    # -- command results ------------------------------------------------------------------------
+
+    def take_commands(self) -> list[ExchangeCommand]:
+        return self.orders.take_outbox()
+
+    def has_commands(self) -> bool:
+        return bool(self.orders.outbox)
+
+    def on_command_ok(self, cmd: ExchangeCommand, exchange_id: int | None) -> None:
+        if isinstance(cmd, SubmitOrder):
+            self.orders.on_order_accepted(cmd.req.client_order_id, exchange_id or 0)
+        elif isinstance(cmd, SubmitAlgoOrder):
+            self.orders.on_algo_accepted(cmd.req.client_algo_id, exchange_id or 0)
+        self._after_orders()
+
+    def on_command_failed(self, cmd: ExchangeCommand, err: ExchangeError) -> None:
+        if isinstance(cmd, SubmitOrder):
+            self._log("WARNING", f"order {cmd.req.client_order_id} {cmd.req.symbol} rejected: {err}")
+            self.orders.on_order_rejected(cmd.req.client_order_id, err)
+        elif isinstance(cmd, SubmitAlgoOrder):
+            self._log("WARNING", f"algo order {cmd.req.client_algo_id} {cmd.req.symbol} rejected: {err}")
+            self.orders.on_algo_rejected(cmd.req.client_algo_id, err)
+        elif isinstance(cmd, CancelOrder):
+            self.orders.on_cancel_failed(cmd.symbol, cmd.client_order_id, err, algo=False)
+        elif isinstance(cmd, CancelAlgoOrder):
+            self.orders.on_cancel_failed(cmd.symbol, cmd.client_algo_id, err, algo=True)
+        self._after_orders()
+
+    # -- operator commands ----------------------------------------------------------------------
+
+    def handle(self, cmd: object) -> None:
+        now = self.clock.now_ms()
+        if isinstance(cmd, Halt):
+            self.set_state(EngineState.HALTED, cmd.reason)
+        elif isinstance(cmd, Resume):
+            self.set_state(EngineState.ACTIVE, "resumed")
+        elif isinstance(cmd, FlattenAll):
+            self.set_state(EngineState.HALTED, f"flatten: {cmd.reason}")
+            self.orders.flatten_all(OrderPurpose.FLATTEN)
+        elif isinstance(cmd, SwitchStrategy):
+            if cmd.name not in self.strategies:
+                self._log("ERROR", f"unknown strategy {cmd.name!r}; keeping {self.active_name}")
+                return
+            self._pending_switch = cmd.name  # takes effect on the next closed candle
+            self._log("INFO", f"strategy switch to {cmd.name} requested; applies on the next closed candle")
+        else:
+            raise TypeError(f"unknown command {cmd!r}")
+        del now
+
+    def end_of_data(self) -> None:
+        """Replay finished: close what is open so the run's result is complete."""
+        self.orders.flatten_all(OrderPurpose.END_OF_DATA)
+
+    def set_state(self, state: EngineState, reason: str) -> None:
+        if state is self.state and reason == self.halt_reason:
+            return
+        self.state = state
+        self.halt_reason = "" if state is EngineState.ACTIVE else reason
+        now = self.clock.now_ms()
+        self._log("WARNING" if state is not EngineState.ACTIVE else "INFO", f"engine {state.value}: {reason}")
+        if self.journal is not None:
+            self.journal.event(now, "state", f"{state.value}: {reason}", {"state": state.value, "reason": reason})
+        self.bus.publish(EngineStateChanged(state.value, reason, now))
+
+    def _apply_switch(self) -> None:
+        new = self._pending_switch
+        self._pending_switch = None
+        if new is None or new == self.active_name:
+            return
+        old = self.active_name
+        self.active_name = new
+        self._strategy = self.strategies[new]
+        now = self.clock.now_ms()
+        self._log("INFO", f"strategy switched {old} -> {new}")
+        if self.journal is not None:
+            self.journal.event(now, "strategy_switched", f"{old} -> {new}", {"old": old, "new": new})
+        self.bus.publish(StrategySwitched(old, new, now))
+
+    # -- trades ---------------------------------------------------------------------------------
+
+    def _trade_opened(self, t: Trade) -> None:
+        if self.journal is not None:
+            self.journal.trade(t)
+        self.bus.publish(TradeOpened(t))
+
+    def _trade_updated(self, t: Trade) -> None:
+        if self.journal is not None:
+            self.journal.trade(t)
+
+    def _trade_closed(self, t: Trade) -> None:
+        if self.journal is not None:
+            self.journal.trade(t)
+        self.bus.publish(TradeClosed(t))
+
+    # -- misc -----------------------------------------------------------------------------------
+
+    def account_snapshot(self) -> Account:
+        upnl = self.unrealized_pnl()
+        return Account(
+            wallet_balance=self.wallet_balance,
+            unrealized_pnl=upnl,
+            margin_balance=self.wallet_balance + upnl,
+            available_balance=self.available_balance(),
+            initial_margin=self.used_margin(),
+            maint_margin=ZERO,
+            update_time_ms=self.clock.now_ms(),
+        )
+
+    def _log(self, level: str, message: str) -> None:
+        log.log(getattr(logging, level), message)
+        if self.bus.wants(EngineLogged):
+            self.bus.publish(EngineLogged(level, message, self.clock.now_ms()))
+
+
+def _reason_kind(reason: str) -> str:
+    """Group denial reasons for the summary ("position already open on BTCUSDT" → "position already open")."""
+    for stop in (" on ", " (", ":", " below", " above"):
+        i = reason.find(stop)
+        if i > 0:
+            return reason[:i]
+    return reason
+
+
+# -- the synchronous driver ---------------------------------------------------------------------
+
+
+def execute_sync(engine: Engine, port, cmd: ExchangeCommand) -> None:
+    """Execute one command against a ``SyncExchange`` and report the outcome to the engine."""
+    try:
+        if isinstance(cmd, SubmitOrder):
+            oid = port.place_order(cmd.req)
+            engine.on_command_ok(cmd, oid)
+        elif isinstance(cmd, SubmitAlgoOrder):
+            aid = port.place_algo_order(cmd.req)
+            engine.on_command_ok(cmd, aid)
+        elif isinstance(cmd, CancelOrder):
+            port.cancel_order(cmd.symbol, cmd.client_order_id)
+            engine.on_command_ok(cmd, None)
+        elif isinstance(cmd, CancelAlgoOrder):
+            port.cancel_algo_order(cmd.symbol, cmd.client_algo_id)
+            engine.on_command_ok(cmd, None)
+    except ExchangeError as err:
+        engine.on_command_failed(cmd, err)
+
+
+def pump(engine: Engine, port, max_rounds: int = 10_000) -> None:
+    """Run commands and exchange events to quiescence (sync drivers: backtest, in-process sim)."""
+    for _ in range(max_rounds):
+        cmds = engine.take_commands()
+        if cmds:
+            for cmd in cmds:
+                execute_sync(engine, port, cmd)
+            continue
+        if port.has_events():
+            for ev in port.drain_events():
+                engine.on_exchange_event(ev)
+            continue
+        return
+    raise RuntimeError("engine and exchange did not settle (command/event loop)")

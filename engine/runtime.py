@@ -1,0 +1,196 @@
+"""The asyncio runtime for sim mode: replays candles through the shared pipeline step, flushes the
+journal to SQLite, rewrites the heartbeat, and takes operator commands between candles.
+
+The engine itself stays synchronous; this module only decides *when* to call it. Wall time is used
+for pacing the replay (``speed``) and for the heartbeat stamp, never for trading decisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.backtest import SimRun, finish, step, summarize
+from engine.clock import WallClock
+from engine.core import pump
+from engine.heartbeat import write_heartbeat
+
+log = logging.getLogger("engine.runtime")
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    state_dir: Path
+    db_path: Path
+    log_file: Path
+    heartbeat: Path
+
+    @classmethod
+    def for_run(cls, state_dir: Path, db_path: Path, run_id: str) -> "RunPaths":
+        return cls(
+            state_dir=state_dir,
+            db_path=db_path,
+            log_file=state_dir / "logs" / f"perpdeck-{run_id}.jsonl",
+            heartbeat=state_dir / "status" / "heartbeat.json",
+        )
+
+
+class SimRuntime:
+    def __init__(
+        self,
+        run: SimRun,
+        store,
+        paths: RunPaths,
+        *,
+        speed: float = 0.0,
+        heartbeat_interval_s: float = 5.0,
+        flush_interval_s: float = 0.5,
+        chunk: int = 2000,
+        close_at_end: bool = True,
+        wall: WallClock | None = None,
+    ) -> None:
+        self.run_ = run
+        self.store = store
+        self.paths = paths
+        self.speed = speed
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.flush_interval_s = flush_interval_s
+        self.chunk = chunk
+        self.close_at_end = close_at_end
+        self.wall = wall or WallClock()
+        self.commands: asyncio.Queue[Any] = asyncio.Queue()
+        self._stop = asyncio.Event()
+        self.stopped_early = False
+        self.finished = False
+        self.position = 0  # candles replayed
+        self.flush_errors = 0
+
+    # -- control --------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def submit(self, command: object) -> None:
+        """Queue an operator command (Halt, Resume, FlattenAll, SwitchStrategy)."""
+        self.commands.put_nowait(command)
+
+    def _apply_commands(self) -> None:
+        eng = self.run_.engine
+        while not self.commands.empty():
+            cmd = self.commands.get_nowait()
+            eng.handle(cmd)
+            pump(eng, self.run_.port)
+
+    # -- tasks ----------------------------------------------------------------------------------
+
+    async def _replay(self) -> None:
+        run = self.run_
+        candles = run.candles
+        n = len(candles)
+        t0_data = candles[0].open_time_ms if candles else 0
+        t0_wall = self.wall.monotonic_s()
+        i = self.position
+        while i < n and not self._stop.is_set():
+            if self.speed > 0:
+                c = candles[i]
+                due = (c.open_time_ms - t0_data) / 1000.0 / self.speed
+                delay = due - (self.wall.monotonic_s() - t0_wall)
+                if delay > 0:
+                    try:
+                        await asyncio.wait_for(self._stop.wait(), timeout=delay)
+                        break
+                    except asyncio.TimeoutError:
+                        pass
+                step(run, c)
+                i += 1
+            else:
+                end = min(n, i + self.chunk)
+                while i < end:
+                    step(run, candles[i])
+                    i += 1
+                await asyncio.sleep(0)
+            self.position = i
+            if not self.commands.empty():
+                self._apply_commands()
+        self.position = i
+        self._apply_commands()
+        if i >= n:
+            if self.close_at_end:
+                finish(run)
+            self.finished = True
+        else:
+            self.stopped_early = True
+            log.warning("stopped before the end of the data (%d of %d candles); positions stay open with "
+                        "their stops resting on the exchange", i, n)
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval_s)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        journal = self.run_.journal
+        if journal is None or self.store is None or not journal.pending():
+            return
+        try:
+            await journal.flush(self.store)
+        except Exception:
+            self.flush_errors += 1
+            log.exception("journal flush failed (records kept in memory, will retry)")
+
+    async def _heartbeats(self) -> None:
+        while True:
+            self.write_heartbeat()
+            await asyncio.sleep(self.heartbeat_interval_s)
+
+    def heartbeat_doc(self) -> dict[str, Any]:
+        eng = self.run_.engine
+        return {
+            "wall_time_ms": self.wall.now_ms(),
+            "run_id": self.run_.run_id,
+            "mode": self.run_.mode,
+            "exchange_time_ms": eng.clock.now_ms(),
+            "engine_state": eng.state.value,
+            "halt_reason": eng.halt_reason,
+            "strategy": eng.active_name,
+            "candles": eng.stats.candles,
+            "replay_position": self.position,
+            "replay_total": len(self.run_.candles),
+            "positions": len(eng.positions),
+            "open_orders": len(eng.orders.open_orders()),
+            "open_algo_orders": len(eng.orders.open_algo_orders()),
+            "journal_pending": self.run_.journal.pending() if self.run_.journal else 0,
+            "db": {"path": str(self.paths.db_path), "flush_errors": self.flush_errors},
+            "streams": {"market": "in-process replay", "user": "in-process"},
+            "finished": self.finished,
+        }
+
+    def write_heartbeat(self) -> None:
+        try:
+            write_heartbeat(self.paths.heartbeat, self.heartbeat_doc())
+        except OSError:
+            log.exception("could not write heartbeat %s", self.paths.heartbeat)
+
+    # -- main -----------------------------------------------------------------------------------
+
+    async def run(self) -> dict[str, Any]:
+        aux = [asyncio.create_task(self._flusher(), name="journal-flusher"),
+               asyncio.create_task(self._heartbeats(), name="heartbeat")]
+        try:
+            await self._replay()
+        finally:
+            for t in aux:
+                t.cancel()
+            await asyncio.gather(*aux, return_exceptions=True)
+            await self._flush()
+            self.write_heartbeat()
+        return summarize(self.run_, extra={
+            "run_id": self.run_.run_id,
+            "database": str(self.paths.db_path),
+            "log_file": str(self.paths.log_file),
+            "heartbeat": str(self.paths.heartbeat),
+            "stopped_early": self.stopped_early,
+        })
