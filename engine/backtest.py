@@ -29,7 +29,7 @@ from engine.data import (
 from engine.exchange.sim.matching import SimExchange, load_default_rules
 from engine.exchange.sim.port import SimPort
 from engine.model import Candle, MarginType, PositionMode
-from engine.strategies.base import available, build_strategy
+from engine.strategies.base import StrategyError, available, build_strategy
 
 Q2 = Decimal("0.01")
 
@@ -101,6 +101,9 @@ def build_sim_run(
         start_time_ms=start_ms,
     )
     port = SimPort(sim)
+    if settings.active_strategy not in available():
+        raise StrategyError(f"active_strategy: unknown strategy {settings.active_strategy!r}; "
+                            f"expected one of {sorted(available())}")
     strategies = {}
     for name in available():
         strategies[name] = build_strategy(name, dict(settings.strategies.get(name, {})))
@@ -150,15 +153,15 @@ def run_sync(run: SimRun, candles: Iterable[Candle] | None = None, *, close_at_e
     """The backtest loop: tight, synchronous, no sockets."""
     sim_on_candle = run.sim.on_candle
     port, engine = run.port, run.engine
-    has_events = port.has_events
+    sim = run.sim
     eng_on_candle = engine.on_candle
-    has_commands = engine.has_commands
+    orders = engine.orders
     for candle in run.candles if candles is None else candles:
         sim_on_candle(candle)
-        if has_events():
+        if sim.pending_events:
             pump(engine, port)
         eng_on_candle(candle)
-        if has_commands():
+        if orders.outbox:
             pump(engine, port)
     if close_at_end:
         finish(run)

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
 import sys
 import uuid
 from pathlib import Path
@@ -139,9 +138,8 @@ def run_headless(settings, *, json_out: bool = False, run_id: str | None = None)
     from engine.backtest import build_sim_run, format_summary, load_market_data
     from engine.data import DataError
     from engine.logs import setup_logging
-    from engine.runtime import RunPaths, SimRuntime
+    from engine.runtime import RunPaths, run_sim_session
     from engine.state.journal import Journal
-    from engine.state.store import Store
     from engine.strategies.base import StrategyError
 
     run_id = run_id or uuid.uuid4().hex[:12]
@@ -166,35 +164,7 @@ def run_headless(settings, *, json_out: bool = False, run_id: str | None = None)
              settings.active_strategy)
 
     async def go() -> dict[str, Any]:
-        store = await Store.open(paths.db_path)
-        try:
-            await store.start_run(run_id, run.candles[0].open_time_ms, settings.mode, settings.active_strategy,
-                                  json.dumps(settings.redacted_dict()))
-            rt = SimRuntime(run, store, paths, speed=float(settings.sim.speed),
-                            heartbeat_interval_s=float(settings.heartbeat_interval_s))
-            loop = asyncio.get_running_loop()
-            interrupts = 0
-            main_task = asyncio.current_task()
-
-            def on_signal() -> None:
-                nonlocal interrupts
-                interrupts += 1
-                if interrupts == 1:
-                    log.warning("stopping: flushing the journal (press Ctrl-C again to force)")
-                    rt.request_stop()
-                elif main_task is not None:
-                    main_task.cancel()
-
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                try:
-                    loop.add_signal_handler(sig, on_signal)
-                except (NotImplementedError, RuntimeError):
-                    pass
-            summary = await rt.run()
-            await store.end_run(run_id, run.engine.clock.now_ms(), json.dumps(summary))
-            return summary
-        finally:
-            await store.close()
+        return await run_sim_session(settings, run, paths)
 
     try:
         summary = asyncio.run(go())

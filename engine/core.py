@@ -74,6 +74,18 @@ from engine.strategies.base import SafeStrategy, Strategy
 log = logging.getLogger("engine")
 
 
+class _MarkSlot:
+    """One open position's float mark-to-market state and its trade (for MFE/MAE extremes)."""
+
+    __slots__ = ("ef", "af", "u", "trade")
+
+    def __init__(self, ef: float, af: float, trade) -> None:
+        self.ef = ef
+        self.af = af
+        self.u = 0.0
+        self.trade = trade
+
+
 @dataclass(frozen=True)
 class EngineParams:
     leverage: int = 3
@@ -93,6 +105,7 @@ class EngineStats:
     accepted: int = 0
     denials: Counter = field(default_factory=Counter)
     fills: int = 0
+    duplicate_fills: int = 0
     protection_failures: int = 0
     unprotected_checks: int = 0  # candles on which an open position had no live stop
     strategy_errors: int = 0
@@ -121,6 +134,7 @@ class Engine:
         self.strategies = {k: SafeStrategy(v) for k, v in strategies.items()}
         self.active_name = active_strategy
         self._strategy = self.strategies[active_strategy]
+        self._strategy_fn = self._strategy.inner.on_candle
         self._pending_switch: str | None = None
         self.guard = guard or Guard.default(
             position_size_pct=params.position_size_pct,
@@ -138,17 +152,26 @@ class Engine:
         self.wallet_balance = ZERO
         self.starting_wallet: Decimal | None = None
         self.funding_total = ZERO
-        self.peak_equity = ZERO
-        self.max_drawdown = ZERO  # quote currency
-        self.max_drawdown_pct = ZERO
         self._signal_reasons: dict[str, str] = {}
+        self._seen_fills: set[tuple[str, int]] = set()
         self._want_candles = False
+        self._journal_candles = bool(journal is not None and getattr(journal, "record_candles", False))
+        # Equity curve for the drawdown statistic, marked to market on every candle of a symbol with
+        # a position. Floats: it is a statistic reported to cents; money (wallet, PnL, sizing) is
+        # Decimal and unrealized_pnl() is computed exactly on demand.
+        self._mtm: dict[str, list[_MarkSlot]] = {}
+        self._upnl_f_total = 0.0
+        self._wallet_f = 0.0
+        self._peak_f = 0.0
+        self._max_dd_f = 0.0
+        self._max_dd_pct_f = 0.0
         self.orders = OrderManager(
             namespace=namespace,
             rules=rules,
             position_mode=params.position_mode,
             strict=strict,
             journal=journal,
+            clock=self.clock,
         )
         self.trades = TradeBook(on_open=self._trade_opened, on_close=self._trade_closed,
                                 on_update=self._trade_updated)
@@ -160,33 +183,75 @@ class Engine:
         self.wallet_balance = account.wallet_balance
         if self.starting_wallet is None:
             self.starting_wallet = account.wallet_balance
-        self.peak_equity = account.wallet_balance
+        self._peak_f = float(account.wallet_balance)
         for p in positions:
             if p.amount != 0:
                 key = (p.symbol, p.position_side)
                 self.positions[key] = p
                 self.orders.on_position(key, p.amount)
+        self._revalue()
         self._want_candles = self.bus.wants(CandleClosed)
 
     # -- views ----------------------------------------------------------------------------------
 
     def unrealized_pnl(self) -> Decimal:
+        """Exact unrealised PnL of all positions at the latest marks."""
         total = ZERO
         for (sym, _), p in self.positions.items():
             mark = self.marks.get(sym)
-            if mark is not None and p.amount:
+            if mark is not None:
                 total += (mark - p.entry_price) * p.amount
         return total
+
+    def _revalue(self) -> None:
+        """Rebuild the per-symbol mark-to-market slots after a position change."""
+        mtm: dict[str, list[_MarkSlot]] = {}
+        total = 0.0
+        open_trades = self.trades.open
+        for key, p in self.positions.items():
+            mark = self.marks.get(key[0], p.entry_price)
+            slot = _MarkSlot(float(p.entry_price), float(p.amount), open_trades.get(key))
+            slot.u = (float(mark) - slot.ef) * slot.af
+            total += slot.u
+            mtm.setdefault(key[0], []).append(slot)
+        self._upnl_f_total = total
+        self._wallet_f = float(self.wallet_balance)
+        self._mtm = mtm
+
+    @property
+    def max_drawdown(self) -> Decimal:
+        return Decimal(repr(round(self._max_dd_f, 8)))
+
+    @property
+    def max_drawdown_pct(self) -> Decimal:
+        return Decimal(repr(round(self._max_dd_pct_f, 8)))
 
     def equity(self) -> Decimal:
         return self.wallet_balance + self.unrealized_pnl()
 
     def used_margin(self) -> Decimal:
+        """Initial margin held by positions: the isolated wallet, or |amount| × mark / leverage (cross)."""
         lev = self.params.leverage
-        return sum((abs(p.amount) * p.entry_price / lev for p in self.positions.values()), ZERO)
+        total = ZERO
+        for (sym, _), p in self.positions.items():
+            if p.margin_type is MarginType.ISOLATED:
+                total += p.isolated_wallet
+            else:
+                total += abs(p.amount) * self.marks.get(sym, p.entry_price) / lev
+        return total
 
     def available_balance(self) -> Decimal:
-        return max(ZERO, self.equity() - self.used_margin())
+        """Binance's rule: wallet − isolated wallets + cross unrealised PnL − cross initial margin.
+        (Unrealised profit of an isolated position is not available to open others.)"""
+        avail = self.wallet_balance
+        lev = self.params.leverage
+        for (sym, _), p in self.positions.items():
+            if p.margin_type is MarginType.ISOLATED:
+                avail -= p.isolated_wallet
+            else:
+                mark = self.marks.get(sym, p.entry_price)
+                avail += (mark - p.entry_price) * p.amount - abs(p.amount) * mark / lev
+        return max(ZERO, avail)
 
     def guard_view(self) -> GuardView:
         return GuardView(
@@ -211,40 +276,70 @@ class Engine:
         if not candle.closed:
             return  # only closed candles reach strategies (and nothing else here needs open ones)
         self.clock.advance(candle.close_time_ms)
-        self.orders.now_ms = candle.close_time_ms
         sym = candle.symbol
-        self.marks[sym] = candle.close
+        close = candle.close
+        self.marks[sym] = close
         self.stats.candles += 1
-        if self.journal is not None:
+        if self._journal_candles:
             self.journal.candle(candle)
         if self._want_candles:
             self.bus.publish(CandleClosed(candle))
-        if sym in self.trades.open_by_symbol:
-            self.trades.on_candle(sym, candle.high, candle.low)
-            self._check_protection(sym)
-        if self.positions:
-            self._mark_equity()
+        slots = self._mtm.get(sym)
+        if slots is not None:
+            high, low, f = candle.high, candle.low, candle.close_f
+            total = self._upnl_f_total
+            for m in slots:
+                tr = m.trade
+                if tr is not None:  # price extremes for MFE/MAE
+                    if high > tr.high:
+                        tr.high = high
+                    if low < tr.low:
+                        tr.low = low
+                u = (f - m.ef) * m.af
+                total += u - m.u
+                m.u = u
+            self._upnl_f_total = total
+            eq = self._wallet_f + total
+            if eq > self._peak_f:
+                self._peak_f = eq
+            elif self._peak_f - eq > self._max_dd_f:
+                self._max_dd_f = self._peak_f - eq
+                self._max_dd_pct_f = self._max_dd_f / self._peak_f * 100 if self._peak_f > 0 else 0.0
         if self._pending_switch is not None:
             self._apply_switch()
-        sig = self._strategy.on_candle(candle)
+        try:
+            sig = self._strategy_fn(candle)
+        except Exception:
+            self._strategy_failed(candle)
+            return
         if sig is not None:
             self._judge(sig)
 
-    def _check_protection(self, symbol: str) -> None:
-        for key in (k for k in self.positions if k[0] == symbol):
+    def _strategy_failed(self, candle: Candle) -> None:
+        self.stats.strategy_errors += 1
+        n = self.stats.strategy_errors
+        if n <= 10 or n % 1000 == 0:
+            log.exception("strategy %s failed on %s %d (error #%d)", self.active_name, candle.symbol,
+                          candle.open_time_ms, n)
+
+    def audit_protection(self) -> int:
+        """Count open positions without a live exchange-side stop (called when the exchange and
+        engine have settled; protection only changes with commands and events)."""
+        bad = 0
+        for key in self.positions:
             if not self.orders.is_protected(key):
+                bad += 1
                 self.stats.unprotected_checks += 1
                 log.error("position %s %s has no live exchange-side stop", key[0], key[1].value)
+        return bad
 
     def _mark_equity(self) -> None:
-        eq = self.equity()
-        if eq > self.peak_equity:
-            self.peak_equity = eq
-        dd = self.peak_equity - eq
-        if dd > self.max_drawdown:
-            self.max_drawdown = dd
-            if self.peak_equity > 0:
-                self.max_drawdown_pct = dd / self.peak_equity * 100
+        eq = self._wallet_f + self._upnl_f_total
+        if eq > self._peak_f:
+            self._peak_f = eq
+        elif self._peak_f - eq > self._max_dd_f:
+            self._max_dd_f = self._peak_f - eq
+            self._max_dd_pct_f = self._max_dd_f / self._peak_f * 100 if self._peak_f > 0 else 0.0
 
     def _judge(self, sig: Signal) -> None:
         self.stats.signals += 1
@@ -279,11 +374,15 @@ class Engine:
 
     def _on_order_update(self, ev: ExOrderUpdate) -> None:
         self.clock.advance(ev.time_ms)
-        self.orders.now_ms = self.clock.now_ms()
         self.orders.on_order_update(ev)
         fill = ev.fill
         if fill is None:
             return
+        fid = (fill.symbol, fill.trade_id)
+        if fid in self._seen_fills:
+            self.stats.duplicate_fills += 1
+            return  # the same execution reported twice: count it once
+        self._seen_fills.add(fid)
         self.stats.fills += 1
         if self.journal is not None:
             self.journal.fill(fill)
@@ -308,6 +407,7 @@ class Engine:
         if ev.wallet_balance is not None:
             delta = ev.wallet_balance - self.wallet_balance
             self.wallet_balance = ev.wallet_balance
+            self._wallet_f = float(ev.wallet_balance)
             if ev.reason == "FUNDING_FEE" and delta != 0:
                 self._on_funding(ev, delta)
         for ps in ev.positions:
@@ -331,6 +431,8 @@ class Engine:
             if self.journal is not None:
                 self.journal.position(pos)
             self.bus.publish(PositionChanged(pos))
+        if ev.positions:
+            self._revalue()
         if self.bus.wants(AccountChanged):
             self.bus.publish(AccountChanged(self.account_snapshot()))
         self._mark_equity()
@@ -445,6 +547,7 @@ class Engine:
         old = self.active_name
         self.active_name = new
         self._strategy = self.strategies[new]
+        self._strategy_fn = self._strategy.inner.on_candle
         now = self.clock.now_ms()
         self._log("INFO", f"strategy switched {old} -> {new}")
         if self.journal is not None:
@@ -530,5 +633,7 @@ def pump(engine: Engine, port, max_rounds: int = 10_000) -> None:
             for ev in port.drain_events():
                 engine.on_exchange_event(ev)
             continue
+        if engine.positions:
+            engine.audit_protection()
         return
     raise RuntimeError("engine and exchange did not settle (command/event loop)")

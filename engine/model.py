@@ -7,7 +7,7 @@ exported as these records.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
 
@@ -152,7 +152,12 @@ class Verdict(str, Enum):
 
 @dataclass(frozen=True, slots=True)
 class Candle:
-    """One kline. Only candles with ``closed=True`` reach strategies."""
+    """One kline. Only candles with ``closed=True`` reach strategies.
+
+    OHLCV are exact Decimals. ``high_f``/``low_f``/``close_f`` are float views computed once at
+    construction for indicator arithmetic (EMAs, ATR, volatility) in strategies; they never feed
+    money, prices sent to the exchange, or PnL.
+    """
 
     symbol: str
     open_time_ms: int
@@ -163,6 +168,14 @@ class Candle:
     close: Decimal
     volume: Decimal
     closed: bool = True
+    high_f: float = field(init=False, repr=False, compare=False)
+    low_f: float = field(init=False, repr=False, compare=False)
+    close_f: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "high_f", float(self.high))
+        object.__setattr__(self, "low_f", float(self.low))
+        object.__setattr__(self, "close_f", float(self.close))
 
 
 @dataclass(frozen=True, slots=True)

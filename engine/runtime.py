@@ -194,3 +194,55 @@ class SimRuntime:
             "heartbeat": str(self.paths.heartbeat),
             "stopped_early": self.stopped_early,
         })
+
+
+async def run_sim_session(settings, run, paths: RunPaths, *, install_signal_handlers: bool = True,
+                          on_runtime=None) -> dict[str, Any]:
+    """Open the store, record the run, replay it through :class:`SimRuntime`, close the run.
+
+    The CLI's headless mode and the tests run exactly this. SIGINT/SIGTERM stop the replay
+    cleanly (journal flushed); a second one cancels the session.
+    """
+    import json
+    import signal
+
+    from engine.state.store import Store
+
+    store = await Store.open(paths.db_path)
+    try:
+        await store.start_run(run.run_id, run.candles[0].open_time_ms if run.candles else 0, settings.mode,
+                              settings.active_strategy, json.dumps(settings.redacted_dict()))
+        rt = SimRuntime(run, store, paths, speed=float(settings.sim.speed),
+                        heartbeat_interval_s=float(settings.heartbeat_interval_s))
+        if on_runtime is not None:
+            on_runtime(rt)
+        loop = asyncio.get_running_loop()
+        main_task = asyncio.current_task()
+        interrupts = 0
+
+        def on_signal() -> None:
+            nonlocal interrupts
+            interrupts += 1
+            if interrupts == 1:
+                log.warning("stopping: flushing the journal (press Ctrl-C again to force)")
+                rt.request_stop()
+            elif main_task is not None:
+                main_task.cancel()
+
+        installed = []
+        if install_signal_handlers:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.add_signal_handler(sig, on_signal)
+                    installed.append(sig)
+                except (NotImplementedError, RuntimeError):
+                    pass
+        try:
+            summary = await rt.run()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+        await store.end_run(run.run_id, run.engine.clock.now_ms(), json.dumps(summary))
+        return summary
+    finally:
+        await store.close()

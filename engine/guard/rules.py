@@ -155,10 +155,14 @@ class MaxNotionalFromBracket:
 
 
 class EnoughMargin:
+    """Initial margin + the entry's taker fee + a slippage allowance must fit the available balance."""
+
     name = "margin"
+    SLIPPAGE_ALLOWANCE = Decimal("0.002")  # 0.2% of notional: the market fill may be worse than the mark
 
     def check(self, intent: OrderIntent, view: GuardView) -> Verdict:
-        need = intent.notional / view.leverage + intent.notional * view.taker_fee_rate
+        n = intent.notional
+        need = n / view.leverage + n * (view.taker_fee_rate + self.SLIPPAGE_ALLOWANCE)
         if need > view.available_balance:
             return Denied(
                 f"insufficient margin: needs {fmt(need.quantize(Decimal('0.01')))} USDT, "

@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from engine.clock import EventClock
 from engine.events import ExAlgoUpdate, ExOrderUpdate
 from engine.exchange.errors import ExchangeError
 from engine.exchange.filters import SymbolRules
@@ -184,6 +185,7 @@ class OrderManager:
         journal=None,
         on_order=None,
         on_algo=None,
+        clock=None,
     ) -> None:
         self.namespace = namespace
         self.rules = rules
@@ -203,7 +205,7 @@ class OrderManager:
         self.pending_entries: dict[PositionKey, str] = {}
         self.position_amounts: dict[PositionKey, Decimal] = {}
         self.effects = OrderEffects()
-        self.now_ms = 0
+        self.clock = clock if clock is not None else EventClock()
         self.illegal_transitions = 0
 
     # -- helpers ------------------------------------------------------------------------------
@@ -239,7 +241,7 @@ class OrderManager:
         existing = self.orders.get(req.client_order_id)
         if existing is not None and existing.status.is_open:
             return  # already in flight with this id: never send a second one
-        st = _OrderState(req=req, status=OrderStatus.PENDING_NEW, created_ms=self.now_ms, updated_ms=self.now_ms)
+        st = _OrderState(req=req, status=OrderStatus.PENDING_NEW, created_ms=self.clock.now_ms(), updated_ms=self.clock.now_ms())
         self.orders[req.client_order_id] = st
         self._record_order(st)
         self.outbox.append(SubmitOrder(req))
@@ -248,7 +250,7 @@ class OrderManager:
         existing = self.algos.get(req.client_algo_id)
         if existing is not None and existing.status.is_open:
             return
-        st = _AlgoState(req=req, status=AlgoStatus.PENDING_NEW, created_ms=self.now_ms, updated_ms=self.now_ms)
+        st = _AlgoState(req=req, status=AlgoStatus.PENDING_NEW, created_ms=self.clock.now_ms(), updated_ms=self.clock.now_ms())
         self.algos[req.client_algo_id] = st
         self._record_algo(st)
         self.outbox.append(SubmitAlgoOrder(req))
@@ -441,7 +443,7 @@ class OrderManager:
         self._by_exchange_id[exchange_order_id] = coid
         if st.status is OrderStatus.PENDING_NEW:
             self._set_order_status(st, OrderStatus.NEW)
-            st.updated_ms = self.now_ms
+            st.updated_ms = self.clock.now_ms()
             self._record_order(st)
 
     def on_order_rejected(self, coid: str, err: ExchangeError) -> None:
@@ -449,7 +451,7 @@ class OrderManager:
         if st is None:
             return
         st.reject_reason = f"{err.code}: {err.msg}"
-        st.updated_ms = self.now_ms
+        st.updated_ms = self.clock.now_ms()
         if err.retryable and st.attempts <= self.max_protection_retries and st.req.purpose is not OrderPurpose.ENTRY:
             st.attempts += 1
             self.outbox.append(SubmitOrder(st.req))  # same client id: cannot double-execute
@@ -475,7 +477,7 @@ class OrderManager:
         st.algo_id = algo_id
         if st.status is AlgoStatus.PENDING_NEW:
             self._set_algo_status(st, AlgoStatus.NEW)
-            st.updated_ms = self.now_ms
+            st.updated_ms = self.clock.now_ms()
             self._record_algo(st)
 
     def on_algo_rejected(self, caid: str, err: ExchangeError) -> None:
@@ -483,7 +485,7 @@ class OrderManager:
         if st is None:
             return
         st.reject_reason = f"{err.code}: {err.msg}"
-        st.updated_ms = self.now_ms
+        st.updated_ms = self.clock.now_ms()
         key = (st.req.symbol, st.req.position_side)
         is_stop = st.req.purpose is OrderPurpose.STOP_LOSS
         if err.retryable and st.attempts <= self.max_protection_retries:

@@ -43,6 +43,8 @@ class _Open:
     realized: Decimal
     mfe: Decimal
     mae: Decimal
+    high: Decimal = ZERO  # highest price seen while open (seeded with the entry fill price)
+    low: Decimal = ZERO  # lowest price seen while open
     stop_price: Decimal | None = None
     take_profit_price: Decimal | None = None
     last_exit_time_ms: int = 0
@@ -52,7 +54,18 @@ class _Open:
     def entry_price(self) -> Decimal:
         return self.entry_cost / self.entry_qty if self.entry_qty else ZERO
 
+    def excursions(self) -> tuple[Decimal, Decimal]:
+        """(MFE, MAE) in quote currency: best/worst price excursion since entry × entry quantity."""
+        ep, q = self.entry_price, self.entry_qty
+        hi, lo = self.high, self.low
+        if self.direction is Direction.LONG:
+            fav, adv = (hi - ep) * q, (ep - lo) * q
+        else:
+            fav, adv = (ep - lo) * q, (hi - ep) * q
+        return max(fav, self.mfe, ZERO), max(adv, self.mae, ZERO)
+
     def to_trade(self, closed: bool) -> Trade:
+        mfe, mae = self.excursions()
         return Trade(
             trade_id=self.trade_id,
             signal_id=self.signal_id,
@@ -70,8 +83,8 @@ class _Open:
             fees=self.fees,
             funding=self.funding,
             realized_pnl=self.realized,
-            mfe=self.mfe,
-            mae=self.mae,
+            mfe=mfe,
+            mae=mae,
             stop_price=self.stop_price,
             take_profit_price=self.take_profit_price,
         )
@@ -110,6 +123,8 @@ class TradeBook:
             realized=ZERO,
             mfe=ZERO,
             mae=ZERO,
+            high=fill.price,
+            low=fill.price,
         )
         key = (fill.symbol, fill.position_side)
         self.open[key] = t
@@ -177,6 +192,10 @@ class TradeBook:
         t.entry_qty += abs(remaining)
         t.amount += remaining
         t.fees += fill.commission
+        if fill.price > t.high:
+            t.high = fill.price
+        if fill.price < t.low:
+            t.low = fill.price
         t.realized += fill.realized_pnl
         if self._on_update:
             self._on_update(t.to_trade(closed=False))
@@ -203,20 +222,12 @@ class TradeBook:
             t.take_profit_price = take_profit
 
     def on_candle(self, symbol: str, high: Decimal, low: Decimal) -> None:
-        """Track MFE/MAE (quote currency) of open trades on this symbol."""
+        """Track the price extremes of open trades on this symbol (for MFE/MAE)."""
         for t in self.open_by_symbol.get(symbol, ()):
-            ep = t.entry_price
-            q = abs(t.amount)
-            if t.direction is Direction.LONG:
-                fav = (high - ep) * q
-                adv = (ep - low) * q
-            else:
-                fav = (ep - low) * q
-                adv = (high - ep) * q
-            if fav > t.mfe:
-                t.mfe = fav
-            if adv > t.mae:
-                t.mae = adv
+            if high > t.high:
+                t.high = high
+            if low < t.low:
+                t.low = low
 
     def snapshot_open(self) -> list[Trade]:
         return [t.to_trade(closed=False) for t in self.open.values()]

@@ -82,22 +82,22 @@ class EmaTrend:
         st = self._state.get(candle.symbol)
         if st is None:
             st = self._state[candle.symbol] = _SymState()
-        c = float(candle.close)
+        c = candle.close_f
         n = st.n
         if n == 0:
             st.fast = st.slow = st.trend = st.prev_close = c
-            st.atr = float(candle.high) - float(candle.low)
+            st.atr = candle.high_f - candle.low_f
             st.n = 1
             return None
-        h = float(candle.high)
-        lo = float(candle.low)
+        h = candle.high_f
+        lo = candle.low_f
         pc = st.prev_close
         tr = h - lo
         if h - pc > tr:
             tr = h - pc
         if pc - lo > tr:
             tr = pc - lo
-        st.atr += (tr - st.atr) * self._aa
+        atr = st.atr = st.atr + (tr - st.atr) * self._aa
         fast = st.fast = st.fast + (c - st.fast) * self._af
         slow = st.slow = st.slow + (c - st.slow) * self._as
         trend = st.trend = st.trend + (c - st.trend) * self._at
@@ -121,11 +121,11 @@ class EmaTrend:
             direction = Direction.SHORT
         else:
             return None
-        atr_frac = st.atr / c
+        atr_frac = atr / c
         if atr_frac < self._min_atr or atr_frac > self._max_atr:
             return None
         st.cooldown = self.params.cooldown_bars
-        strength = min(1.0, abs(diff) / st.atr) if st.atr > 0 else 0.0
+        strength = min(1.0, abs(diff) / atr) if atr > 0 else 0.0
         return Signal(
             strategy=NAME,
             symbol=candle.symbol,

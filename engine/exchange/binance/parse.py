@@ -56,8 +56,8 @@ def _i(v: Any, field: str) -> int:
 
 def _enum(cls: Any, v: Any, field: str) -> Any:
     try:
-        return cls(v)
-    except ValueError:
+        return cls._value2member_map_[v]  # fast path of cls(v)
+    except (KeyError, TypeError):
         raise ParseError(f"field {field!r}: unexpected value {v!r}") from None
 
 

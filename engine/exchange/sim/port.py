@@ -98,7 +98,7 @@ class SimPort:
         return parse_account(self._call(self.sim.account, {}), self.sim.now_ms)
 
     def has_events(self) -> bool:
-        return bool(self.sim._events)
+        return self.sim.has_events()
 
     def drain_events(self) -> list[object]:
         out = []

@@ -1,0 +1,115 @@
+"""The ``perpdeck`` command: headless run, bad input, export, Ctrl-C."""
+
+import asyncio
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from engine.state.store import Store
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    for k in list(os.environ):
+        if k.startswith("PERPDECK_") or k.startswith("BINANCE_"):
+            monkeypatch.delenv(k)
+    monkeypatch.chdir(tmp_path)  # no ./config.toml, no ./.env
+    return tmp_path
+
+
+def test_headless_run_prints_a_summary_and_exports_trades(clean_env, capsys):
+    state = clean_env / "state"
+    assert main(["--no-ui", "--state-dir", str(state), "--symbols", "BTCUSDT"]) == 0
+    out = capsys.readouterr().out
+    for needle in ("candles processed  20,160", "denials by reason", "win rate", "net PnL", "max drawdown",
+                   str(state / "perpdeck.db"), "perpdeck-", "heartbeat.json"):
+        assert needle in out
+    assert (state / "status" / "heartbeat.json").exists()
+    logs = list((state / "logs").glob("*.jsonl"))
+    assert logs and logs[0].read_text().startswith("{")
+    out_csv = clean_env / "trades.csv"
+    assert main(["--state-dir", str(state), "export", "trades", "--csv", str(out_csv)]) == 0
+    rows = list(csv.DictReader(out_csv.open()))
+    trades_line = [line for line in out.splitlines() if line.strip().startswith("trades ")][0]
+    assert len(rows) == int(trades_line.split()[1]) > 0
+    assert {"entry_reason", "exit_reason", "fees", "funding", "net_pnl", "mfe", "mae"} <= set(rows[0])
+
+
+def _db_exists(state: Path) -> bool:
+    return (state / "perpdeck.db").exists()
+
+
+def test_bad_config_exits_2_names_the_field_and_writes_nothing(clean_env, capsys):
+    cfg = clean_env / "bad.toml"
+    cfg.write_text("[risk]\nstop_loss_pct = 150\n")
+    state = clean_env / "state"
+    assert main(["--no-ui", "--config", str(cfg), "--state-dir", str(state)]) == 2
+    err = capsys.readouterr().err
+    assert "risk.stop_loss_pct" in err and "150" in err and "less than 100" in err
+    assert not _db_exists(state)
+
+
+def test_bad_env_value_exits_2(clean_env, capsys, monkeypatch):
+    monkeypatch.setenv("PERPDECK_LEVERAGE", "-3")
+    assert main(["--no-ui", "--state-dir", str(clean_env / "s")]) == 2
+    assert "leverage" in capsys.readouterr().err
+
+
+def test_malformed_csv_exits_2_with_file_and_line_and_leaves_no_database(clean_env, capsys):
+    bad = clean_env / "BTCUSDT-1m-bad.csv"
+    bad.write_text("open_time,open,high,low,close,volume,close_time\n0,1,2,0.5,1.5,10,59999\n60000,1,2,x,1,1,119999\n")
+    state = clean_env / "state"
+    assert main(["--no-ui", "--data", str(bad), "--state-dir", str(state)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:3" in err and "column 'low'" in err
+    assert not _db_exists(state)
+
+
+def test_unknown_strategy_exits_2(clean_env, capsys):
+    assert main(["--no-ui", "--strategy", "nope", "--state-dir", str(clean_env / "s")]) == 2
+    assert "unknown strategy" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_cleanly_with_everything_flushed(tmp_path):
+    """A real process, a real SIGINT: the journal is flushed and the run is closed in the database."""
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERPDECK_", "BINANCE_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "--no-ui", "--speed", "3000", "--state-dir", str(state)],
+        cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )
+    hb = state / "status" / "heartbeat.json"
+    deadline = time.monotonic() + 60
+    while not hb.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)  # waiting for the process to start, not for time to pass in the test
+    assert hb.exists(), proc.communicate(timeout=5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "perpdeck run summary" in out and "stopped before the end of the data" in err
+
+    async def check():
+        store = await Store.open(state / "perpdeck.db")
+        try:
+            runs = await store.runs()
+            assert len(runs) == 1 and runs[0]["ended_ms"] is not None and runs[0]["summary_json"]
+            import json
+
+            summary = json.loads(runs[0]["summary_json"])
+            signals = await store.signals(runs[0]["run_id"])
+            assert len(signals) == summary["signals"]
+            assert summary["stopped_early"] is True
+        finally:
+            await store.close()
+
+    asyncio.run(check())
