@@ -117,6 +117,10 @@ def build_sim_run(
         stop_loss_pct=Decimal(risk.stop_loss_pct),
         take_profit_pct=Decimal(risk.take_profit_pct) if risk.take_profit_pct else None,
         taker_fee_rate=Decimal(settings.sim.taker_fee_rate),
+        max_position_pct=Decimal(risk.max_position_pct),
+        max_total_exposure_pct=Decimal(risk.max_total_exposure_pct),
+        max_daily_trades=int(risk.max_daily_trades),
+        max_daily_loss_pct=Decimal(risk.max_daily_loss_pct),
     )
     engine = Engine(
         namespace=run_id,

@@ -96,6 +96,10 @@ class EngineParams:
     stop_loss_pct: Decimal = Decimal(3)
     take_profit_pct: Decimal | None = Decimal(5)
     taker_fee_rate: Decimal = Decimal("0.0005")
+    max_position_pct: Decimal = Decimal(10)
+    max_total_exposure_pct: Decimal = Decimal(50)
+    max_daily_trades: int | None = 20
+    max_daily_loss_pct: Decimal | None = Decimal(5)
 
 
 @dataclass
@@ -140,12 +144,19 @@ class Engine:
             position_size_pct=params.position_size_pct,
             stop_loss_pct=params.stop_loss_pct,
             take_profit_pct=params.take_profit_pct,
+            max_position_pct=params.max_position_pct,
+            max_total_exposure_pct=params.max_total_exposure_pct,
+            max_daily_trades=params.max_daily_trades,
+            max_daily_loss_pct=params.max_daily_loss_pct,
         )
         self.bus = bus or Bus()
         self.journal = journal
         self.clock = clock or EventClock()
         self.state = EngineState.ACTIVE
         self.halt_reason = ""
+        self.utc_day = -1  # exchange-time day number of the last candle
+        self.entries_today = 0
+        self.day_start_equity = ZERO
         self.stats = EngineStats()
         self.marks: dict[str, Decimal] = {}
         self.positions: dict[tuple[str, PositionSide], Position] = {}
@@ -268,6 +279,9 @@ class Engine:
             rules=self.rules,
             marks=self.marks,
             taker_fee_rate=self.params.taker_fee_rate,
+            used_margin=self.used_margin(),
+            entries_today=self.entries_today,
+            day_start_equity=self.day_start_equity,
         )
 
     # -- the pipeline step ----------------------------------------------------------------------
@@ -276,6 +290,8 @@ class Engine:
         if not candle.closed:
             return  # only closed candles reach strategies (and nothing else here needs open ones)
         self.clock.advance(candle.close_time_ms)
+        if candle.close_time_ms // 86_400_000 != self.utc_day:
+            self._new_day(candle.close_time_ms // 86_400_000)
         sym = candle.symbol
         close = candle.close
         self.marks[sym] = close
@@ -322,6 +338,12 @@ class Engine:
             log.exception("strategy %s failed on %s %d (error #%d)", self.active_name, candle.symbol,
                           candle.open_time_ms, n)
 
+    def _new_day(self, day: int) -> None:
+        """00:00 UTC (exchange time): daily counters restart from the current equity."""
+        self.utc_day = day
+        self.entries_today = 0
+        self.day_start_equity = self.equity()
+
     def audit_protection(self) -> int:
         """Count open positions without a live exchange-side stop (called when the exchange and
         engine have settled; protection only changes with commands and events)."""
@@ -351,6 +373,7 @@ class Engine:
         else:
             intent = verdict.intent
             self.stats.accepted += 1
+            self.entries_today += 1
             self._signal_reasons[sig.signal_id] = sig.reason
             self.orders.open(intent, self.params.stop_loss_pct, self.params.take_profit_pct)
             rec = SignalRecord(sig, Verdict.ACCEPTED, "accepted", intent.quantity, now)

@@ -50,6 +50,9 @@ class GuardView:
     rules: Mapping[str, SymbolRules]
     marks: Mapping[str, Decimal] = field(default_factory=dict)
     taker_fee_rate: Decimal = Decimal("0.0005")
+    used_margin: Decimal = Decimal(0)  # initial margin held by open positions
+    entries_today: int = 0  # entries accepted since 00:00 UTC (exchange time)
+    day_start_equity: Decimal = Decimal(0)  # equity at 00:00 UTC (or at start)
 
     def key_for(self, signal: Signal) -> tuple[str, PositionSide]:
         if self.position_mode is PositionMode.HEDGE:

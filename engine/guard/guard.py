@@ -11,7 +11,11 @@ from engine.guard.rules import (
     BalanceSizer,
     EnoughMargin,
     KnownSymbol,
+    MaxDailyLoss,
+    MaxDailyTrades,
     MaxNotionalFromBracket,
+    MaxPositionPct,
+    MaxTotalExposure,
     MinNotional,
     NoExistingPosition,
     NoPendingEntry,
@@ -27,11 +31,28 @@ class Guard:
         self.intent_rules = list(intent_rules)
 
     @classmethod
-    def default(cls, *, position_size_pct: Decimal, stop_loss_pct: Decimal, take_profit_pct: Decimal | None) -> "Guard":
+    def default(
+        cls,
+        *,
+        position_size_pct: Decimal,
+        stop_loss_pct: Decimal,
+        take_profit_pct: Decimal | None,
+        max_position_pct: Decimal = Decimal(100),
+        max_total_exposure_pct: Decimal = Decimal(100),
+        max_daily_trades: int | None = None,
+        max_daily_loss_pct: Decimal | None = None,
+    ) -> "Guard":
+        signal_rules: list[SignalRule] = [NotHalted(), AutoTradingEnabled(), KnownSymbol(), NoExistingPosition(),
+                                          NoPendingEntry()]
+        if max_daily_trades is not None:
+            signal_rules.append(MaxDailyTrades(max_daily_trades))
+        if max_daily_loss_pct is not None:
+            signal_rules.append(MaxDailyLoss(max_daily_loss_pct))
         return cls(
-            signal_rules=[NotHalted(), AutoTradingEnabled(), KnownSymbol(), NoExistingPosition(), NoPendingEntry()],
+            signal_rules=signal_rules,
             sizer=BalanceSizer(position_size_pct, stop_loss_pct, take_profit_pct),
-            intent_rules=[MinNotional(), MaxNotionalFromBracket(), EnoughMargin()],
+            intent_rules=[MinNotional(), MaxNotionalFromBracket(), MaxPositionPct(max_position_pct),
+                          MaxTotalExposure(max_total_exposure_pct), EnoughMargin()],
         )
 
     def evaluate(self, signal: Signal, view: GuardView) -> Verdict:

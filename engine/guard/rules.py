@@ -169,3 +169,77 @@ class EnoughMargin:
                 f"available {fmt(view.available_balance.quantize(Decimal('0.01')))}"
             )
         return APPROVED
+
+
+class MaxDailyTrades:
+    """No more than ``max_daily_trades`` entries per UTC day (0 blocks all entries)."""
+
+    name = "max_daily_trades"
+
+    def __init__(self, max_daily_trades: int) -> None:
+        self.max_daily_trades = max_daily_trades
+
+    def check(self, signal: Signal, view: GuardView) -> Verdict:
+        if view.entries_today >= self.max_daily_trades:
+            return Denied(f"daily trade limit: {view.entries_today} of {self.max_daily_trades} entries today (UTC)")
+        return APPROVED
+
+
+class MaxDailyLoss:
+    """No new entries for the rest of the UTC day once equity is down ``max_daily_loss_pct`` from
+    where it started the day (realised and unrealised, fees and funding included)."""
+
+    name = "max_daily_loss"
+
+    def __init__(self, max_daily_loss_pct: Decimal) -> None:
+        self.max_daily_loss_pct = max_daily_loss_pct
+
+    def check(self, signal: Signal, view: GuardView) -> Verdict:
+        start = view.day_start_equity
+        if start <= 0:
+            return APPROVED
+        loss_pct = (start - view.equity) / start * HUNDRED
+        if loss_pct >= self.max_daily_loss_pct:
+            return Denied(
+                f"daily loss limit: down {fmt(loss_pct.quantize(Decimal('0.01')))}% today "
+                f"(limit {fmt(self.max_daily_loss_pct)}%); no new entries until 00:00 UTC"
+            )
+        return APPROVED
+
+
+class MaxPositionPct:
+    """One position's initial margin may not exceed ``max_position_pct`` of equity."""
+
+    name = "max_position_pct"
+
+    def __init__(self, max_position_pct: Decimal) -> None:
+        self.max_position_pct = max_position_pct
+
+    def check(self, intent: OrderIntent, view: GuardView) -> Verdict:
+        margin = intent.notional / view.leverage
+        cap = view.equity * self.max_position_pct / HUNDRED
+        if margin > cap:
+            return Denied(
+                f"position margin {fmt(margin.quantize(Decimal('0.01')))} USDT above "
+                f"max_position_pct {fmt(self.max_position_pct)}% of equity ({fmt(cap.quantize(Decimal('0.01')))})"
+            )
+        return APPROVED
+
+
+class MaxTotalExposure:
+    """All positions' initial margin, this entry included, may not exceed ``max_total_exposure_pct`` of equity."""
+
+    name = "max_total_exposure"
+
+    def __init__(self, max_total_exposure_pct: Decimal) -> None:
+        self.max_total_exposure_pct = max_total_exposure_pct
+
+    def check(self, intent: OrderIntent, view: GuardView) -> Verdict:
+        total = view.used_margin + intent.notional / view.leverage
+        cap = view.equity * self.max_total_exposure_pct / HUNDRED
+        if total > cap:
+            return Denied(
+                f"total exposure: margin {fmt(total.quantize(Decimal('0.01')))} USDT would exceed "
+                f"max_total_exposure_pct {fmt(self.max_total_exposure_pct)}% of equity ({fmt(cap.quantize(Decimal('0.01')))})"
+            )
+        return APPROVED

@@ -33,7 +33,11 @@ def test_headless_run_prints_a_summary_and_exports_trades(clean_env, capsys):
     for needle in ("candles processed  20,160", "denials by reason", "win rate", "net PnL", "max drawdown",
                    str(state / "perpdeck.db"), "perpdeck-", "heartbeat.json"):
         assert needle in out
-    assert (state / "status" / "heartbeat.json").exists()
+    from engine.heartbeat import read_heartbeat
+
+    hb = read_heartbeat(state / "status" / "heartbeat.json")
+    assert hb["finished"] is True and hb["candles"] == 20_160 and hb["engine_state"] == "ACTIVE"
+    assert hb["journal_pending"] == 0 and hb["mode"] == "sim"
     logs = list((state / "logs").glob("*.jsonl"))
     assert logs and logs[0].read_text().startswith("{")
     out_csv = clean_env / "trades.csv"

@@ -87,3 +87,33 @@ def test_hedge_mode_allows_the_other_side_but_not_the_same_side():
 def test_one_way_denies_opposite_direction_too():
     pos = {("BTCUSDT", PositionSide.BOTH): Decimal("-0.01")}
     assert isinstance(GUARD.evaluate(signal(direction=Direction.LONG), view(positions=pos)), Denied)
+
+
+FULL = Guard.default(position_size_pct=Decimal(10), stop_loss_pct=Decimal(3), take_profit_pct=Decimal(5),
+                     max_position_pct=Decimal(10), max_total_exposure_pct=Decimal(50), max_daily_trades=20,
+                     max_daily_loss_pct=Decimal(5))
+
+
+@pytest.mark.parametrize(
+    "kw, reason",
+    [
+        (dict(entries_today=20), "daily trade limit: 20 of 20"),
+        (dict(equity=Decimal(9500), day_start_equity=Decimal(10000)), "daily loss limit: down 5% today"),
+        (dict(used_margin=Decimal(4500)), "total exposure"),
+    ],
+)
+def test_daily_and_exposure_limits_deny(kw, reason):
+    v = FULL.evaluate(signal(), view(**kw))
+    assert isinstance(v, Denied) and reason in v.reason
+
+
+def test_limits_allow_just_inside():
+    assert isinstance(FULL.evaluate(signal(), view(entries_today=19, used_margin=Decimal(3700),
+                                                   equity=Decimal(9501), day_start_equity=Decimal(10000))), Approved)
+
+
+def test_position_margin_cap_is_enforced_when_sizing_asks_for_more():
+    greedy = Guard.default(position_size_pct=Decimal(20), stop_loss_pct=Decimal(3), take_profit_pct=None,
+                           max_position_pct=Decimal(10))
+    v = greedy.evaluate(signal(), view())
+    assert isinstance(v, Denied) and "max_position_pct 10%" in v.reason
