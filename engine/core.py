@@ -104,7 +104,6 @@ class EngineParams:
 
 @dataclass
 class EngineStats:
-    candles: int = 0
     signals: int = 0
     accepted: int = 0
     denials: Counter = field(default_factory=Counter)
@@ -155,6 +154,7 @@ class Engine:
         self.state = EngineState.ACTIVE
         self.halt_reason = ""
         self.utc_day = -1  # exchange-time day number of the last candle
+        self._next_day_ms = 0  # 00:00 UTC after utc_day
         self.entries_today = 0
         self.day_start_equity = ZERO
         self.stats = EngineStats()
@@ -167,6 +167,8 @@ class Engine:
         self._seen_fills: set[tuple[str, int]] = set()
         self._want_candles = False
         self._journal_candles = bool(journal is not None and getattr(journal, "record_candles", False))
+        self._candle_taps = self._journal_candles
+        self.candle_count = 0
         # Equity curve for the drawdown statistic, marked to market on every candle of a symbol with
         # a position. Floats: it is a statistic reported to cents; money (wallet, PnL, sizing) is
         # Decimal and unrealized_pnl() is computed exactly on demand.
@@ -202,6 +204,7 @@ class Engine:
                 self.orders.on_position(key, p.amount)
         self._revalue()
         self._want_candles = self.bus.wants(CandleClosed)
+        self._candle_taps = self._journal_candles or self._want_candles
 
     # -- views ----------------------------------------------------------------------------------
 
@@ -290,16 +293,17 @@ class Engine:
         if not candle.closed:
             return  # only closed candles reach strategies (and nothing else here needs open ones)
         self.clock.advance(candle.close_time_ms)
-        if candle.close_time_ms // 86_400_000 != self.utc_day:
+        if candle.close_time_ms >= self._next_day_ms:
             self._new_day(candle.close_time_ms // 86_400_000)
         sym = candle.symbol
         close = candle.close
         self.marks[sym] = close
-        self.stats.candles += 1
-        if self._journal_candles:
-            self.journal.candle(candle)
-        if self._want_candles:
-            self.bus.publish(CandleClosed(candle))
+        self.candle_count += 1
+        if self._candle_taps:
+            if self._journal_candles:
+                self.journal.candle(candle)
+            if self._want_candles:
+                self.bus.publish(CandleClosed(candle))
         slots = self._mtm.get(sym)
         if slots is not None:
             high, low, f = candle.high, candle.low, candle.close_f
@@ -341,6 +345,7 @@ class Engine:
     def _new_day(self, day: int) -> None:
         """00:00 UTC (exchange time): daily counters restart from the current equity."""
         self.utc_day = day
+        self._next_day_ms = (day + 1) * 86_400_000
         self.entries_today = 0
         self.day_start_equity = self.equity()
 

@@ -156,7 +156,7 @@ class SimRuntime:
             "engine_state": eng.state.value,
             "halt_reason": eng.halt_reason,
             "strategy": eng.active_name,
-            "candles": eng.stats.candles,
+            "candles": eng.candle_count,
             "replay_position": self.position,
             "replay_total": len(self.run_.candles),
             "positions": len(eng.positions),

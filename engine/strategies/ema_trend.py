@@ -64,6 +64,8 @@ class _SymState:
 
 
 class EmaTrend:
+    __slots__ = ("name", "params", "_af", "_as", "_at", "_aa", "_warmup", "_min_atr", "_max_atr", "_state")
+
     def __init__(self, params: EmaTrendParams | None = None) -> None:
         self.name = NAME
         self.params = p = params or EmaTrendParams()

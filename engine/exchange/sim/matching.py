@@ -411,12 +411,16 @@ class _Algo:
         self.rm = ""
 
 
+_POS_INF = Decimal("Infinity")
+_NEG_INF = Decimal("-Infinity")
+
+
 class _Sym:
     """Per-symbol state. ``busy`` is False when there is nothing for a candle to do."""
 
     __slots__ = (
         "symbol", "rules", "last", "mark", "cur", "leverage", "margin_type", "positions", "orders", "algos",
-        "busy", "price_dec", "qty_dec", "mqty_dec", "max_leverage", "band", "band_ver", "band_seq",
+        "busy", "price_dec", "qty_dec", "mqty_dec", "max_leverage", "band_lo", "band_hi", "band_ver",
     )
 
     def __init__(self, rules: SymbolRules, leverage: int, margin_type: MarginType, hedge: bool) -> None:
@@ -433,10 +437,10 @@ class _Sym:
         self.orders: dict[int, _Order] = {}  # resting (open) plain orders
         self.algos: dict[int, _Algo] = {}  # untriggered algo orders
         self.busy = False
-        # cached quiet band (highest level that fires on the way down, lowest on the way up)
-        self.band: tuple[Decimal | None, Decimal | None] | None = None
+        # cached quiet band: nothing fires while low > band_lo and high < band_hi
+        self.band_lo = _POS_INF  # invalid until computed (low > +inf is never true)
+        self.band_hi = _NEG_INF
         self.band_ver = -1
-        self.band_seq = -1
         # allowed decimals: those of the grid (tick/step anchored at minPrice/minQty)
         pf, ls, ms = rules.price_filter, rules.lot_size, rules.market_lot_size
         self.price_dec = max(_decimals(pf.tick_size), _decimals(pf.min_price)) if pf.tick_size else 20
@@ -517,8 +521,7 @@ class SimExchange:
         self._next_algo_id = 1_000_000_000_000
         self._next_trade_id = 100_000_000
         self._liq_seq = 0
-        self._ver = 0  # bumped whenever wallet/positions change (liquidation price cache)
-        self._seq = 0  # bumped whenever an order or algo order changes (quiet-band cache)
+        self._ver = 0  # bumped whenever wallet, positions, orders or algo orders change (caches)
 
     # -- introspection ----------------------------------------------------------------------
 
@@ -590,10 +593,7 @@ class SimExchange:
             if t > self.now_ms:
                 self.now_ms = t
             # fast path: the cached quiet band says nothing can fire inside this candle's range
-            band = st.band
-            if band is None or st.band_ver != self._ver or st.band_seq != self._seq or not (
-                (band[0] is None or candle.low > band[0]) and (band[1] is None or candle.high < band[1])
-            ):
+            if st.band_ver != self._ver or not (candle.low > st.band_lo and candle.high < st.band_hi):
                 self._walk(st, candle)
         close = candle.close
         st.last = close
@@ -1552,7 +1552,7 @@ class SimExchange:
         if o.orig_type == TRAILING:
             d["AP"] = fmt(o.activate_price) if o.activate_price is not None else "0"
             d["cr"] = fmt(o.price_rate) if o.price_rate is not None else "0"
-        self._seq += 1
+        self._ver += 1
         self.pending_events.append({"e": "ORDER_TRADE_UPDATE", "E": now, "T": now, "o": d})
 
     def _pos_entry(self, st: _Sym, pos: _Pos) -> dict:
@@ -1735,7 +1735,7 @@ class SimExchange:
             d["ia"] = a.activated
         if a.rm:
             d["rm"] = a.rm
-        self._seq += 1
+        self._ver += 1
         self.pending_events.append({"e": "ALGO_UPDATE", "T": now, "E": now, "o": d})
 
     def _cancel_algo(self, st: _Sym, a: _Algo) -> None:
@@ -1900,14 +1900,15 @@ class SimExchange:
         when it rises to it) is cached per symbol and recomputed only after an order, algo order,
         position or wallet change, so a candle that moves inside the band costs two comparisons.
         """
-        if st.band_ver != self._ver or st.band_seq != self._seq:
-            st.band = self._band(st)
-            st.band_ver, st.band_seq = self._ver, self._seq
-        band = st.band
-        if band is None:
-            return False  # a trailing stop tracks every price: always walk
-        down, up = band
-        return (down is None or lo > down) and (up is None or hi < up)
+        if st.band_ver != self._ver:
+            band = self._band(st)
+            if band is None:  # a trailing stop tracks every price: always walk
+                st.band_lo, st.band_hi = _POS_INF, _NEG_INF
+            else:
+                st.band_lo = _NEG_INF if band[0] is None else band[0]
+                st.band_hi = _POS_INF if band[1] is None else band[1]
+            st.band_ver = self._ver
+        return lo > st.band_lo and hi < st.band_hi
 
     def _band(self, st: _Sym) -> tuple[Decimal | None, Decimal | None] | None:
         down: Decimal | None = None
