@@ -534,7 +534,6 @@ class Engine:
     # -- operator commands ----------------------------------------------------------------------
 
     def handle(self, cmd: object) -> None:
-        now = self.clock.now_ms()
         if isinstance(cmd, Halt):
             self.set_state(EngineState.HALTED, cmd.reason)
         elif isinstance(cmd, Resume):
@@ -550,7 +549,6 @@ class Engine:
             self._log("INFO", f"strategy switch to {cmd.name} requested; applies on the next closed candle")
         else:
             raise TypeError(f"unknown command {cmd!r}")
-        del now
 
     def end_of_data(self) -> None:
         """Replay finished: close what is open so the run's result is complete."""

@@ -2,7 +2,7 @@
 
 Facts describe what happened and are published on the bus for the journal, the console and
 tests. Commands ask the engine to do something; the engine answers with facts. A denial is a
-fact with a reason (``IntentDenied``), never an exception.
+fact with a reason (``SignalJudged`` carrying a denied ``SignalRecord``), never an exception.
 
 The ``Ex*`` facts are what the exchange told us, already parsed from Binance payloads into
 domain values by ``engine.exchange.binance.parse``.
@@ -10,7 +10,7 @@ domain values by ``engine.exchange.binance.parse``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 from engine.model import (
@@ -20,13 +20,11 @@ from engine.model import (
     Candle,
     Fill,
     Order,
-    OrderIntent,
     OrderStatus,
     OrderType,
     Position,
     PositionSide,
     Side,
-    Signal,
     SignalRecord,
     Trade,
 )
@@ -111,22 +109,6 @@ class ExStreamExpired:
 @dataclass(frozen=True, slots=True)
 class CandleClosed:
     candle: Candle
-
-
-@dataclass(frozen=True, slots=True)
-class SignalEmitted:
-    signal: Signal
-
-
-@dataclass(frozen=True, slots=True)
-class IntentApproved:
-    intent: OrderIntent
-
-
-@dataclass(frozen=True, slots=True)
-class IntentDenied:
-    signal: Signal
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,10 +218,3 @@ class SwitchStrategy:
 
 
 Command = Halt | Resume | FlattenAll | SwitchStrategy
-
-
-@dataclass(frozen=True, slots=True)
-class EngineFacts:
-    """A batch of facts, for consumers that want several at once."""
-
-    facts: tuple[object, ...] = field(default_factory=tuple)

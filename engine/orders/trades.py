@@ -8,7 +8,7 @@ change exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 
 from engine.model import ZERO, Direction, ExitReason, Fill, OrderPurpose, PositionSide, Side, Trade

@@ -415,6 +415,19 @@ _POS_INF = Decimal("Infinity")
 _NEG_INF = Decimal("-Infinity")
 
 
+def _reach(cur: Decimal, p1: Decimal, level: Decimal, up: bool) -> Decimal | None:
+    """Distance travelled from ``cur`` toward ``p1`` before the price touches ``level``
+    (0 when already there or beyond), or None if this move does not reach it. ``up`` says the
+    level fires when the price is at or above it."""
+    if up:
+        if cur >= level:
+            return ZERO
+        return level - cur if p1 >= level else None
+    if cur <= level:
+        return ZERO
+    return cur - level if p1 <= level else None
+
+
 class _Sym:
     """Per-symbol state. ``busy`` is False when there is nothing for a candle to do."""
 
@@ -1998,20 +2011,9 @@ class SimExchange:
         if not mark_only:
             for o in st.orders.values():
                 thr = o.price
-                if o.side == SELL:  # fills when price >= limit
-                    if cur >= thr:
-                        dist = ZERO
-                    elif p1 >= thr:
-                        dist = thr - cur
-                    else:
-                        continue
-                else:
-                    if cur <= thr:
-                        dist = ZERO
-                    elif p1 <= thr:
-                        dist = cur - thr
-                    else:
-                        continue
+                dist = _reach(cur, p1, thr, up=o.side == SELL)  # a SELL limit fills at or above its price
+                if dist is None:
+                    continue
                 key = (dist, _PRIO_LIMIT, o.order_id)
                 if best_key is None or key < best_key:
                     best_key = key
@@ -2037,20 +2039,9 @@ class SimExchange:
                 else:
                     up = a.side == SELL
                     prio = _PRIO_TP
-            if up:
-                if cur >= thr:
-                    dist = ZERO
-                elif p1 >= thr:
-                    dist = thr - cur
-                else:
-                    continue
-            else:
-                if cur <= thr:
-                    dist = ZERO
-                elif p1 <= thr:
-                    dist = cur - thr
-                else:
-                    continue
+            dist = _reach(cur, p1, thr, up)
+            if dist is None:
+                continue
             key = (dist, prio, a.algo_id)
             if best_key is None or key < best_key:
                 best_key = key
@@ -2061,20 +2052,9 @@ class SimExchange:
             thr = self._liq_price(st, pos)
             if thr <= 0:
                 continue
-            if pos.amt < 0:  # short: liquidated when price >= lp
-                if cur >= thr:
-                    dist = ZERO
-                elif p1 >= thr:
-                    dist = thr - cur
-                else:
-                    continue
-            else:
-                if cur <= thr:
-                    dist = ZERO
-                elif p1 <= thr:
-                    dist = cur - thr
-                else:
-                    continue
+            dist = _reach(cur, p1, thr, up=pos.amt < 0)  # a short is liquidated at or above its price
+            if dist is None:
+                continue
             key = (dist, _PRIO_LIQ, 0)
             if best_key is None or key < best_key:
                 best_key = key

@@ -34,7 +34,7 @@ def make(price: Any = "30000", symbol: str = "BTCUSDT", **kw: Any) -> SimExchang
     return ex
 
 
-def api_error(fn: Any, params: dict, code: int) -> SimApiError:
+def assert_api_error(fn: Any, params: dict, code: int) -> SimApiError:
     with pytest.raises(SimApiError) as exc:
         fn(params)
     assert exc.value.code == code, exc.value
@@ -111,7 +111,7 @@ def test_exchange_info_and_brackets_shapes() -> None:
     assert b1 == {"bracket": 1, "initialLeverage": 125, "notionalCap": 50000, "notionalFloor": 0,
                   "maintMarginRatio": 0.004, "cum": 0.0}
     assert len(ex.leverage_brackets({})) == len(RULES)
-    api_error(ex.leverage_brackets, {"symbol": "NOPEUSDT"}, -1121)
+    assert_api_error(ex.leverage_brackets, {"symbol": "NOPEUSDT"}, -1121)
 
 
 def test_premium_index_and_mark() -> None:
@@ -135,12 +135,12 @@ def test_custom_rules_tick_step_max_orders_and_synthesized_info() -> None:
     ex = SimExchange({"ODDUSDT": odd})
     ex.on_candle(candle(0, "100.05", "100.05", "100.05", "100.05", "ODDUSDT"))
     lim = {"symbol": "ODDUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "1.5"}
-    api_error(ex.new_order, {**lim, "price": "99.0"}, -4014)
-    api_error(ex.new_order, {**lim, "price": "99.05", "quantity": "2"}, -4023)
-    api_error(ex.new_order, {**lim, "price": "99.05", "quantity": "0.25"}, -1111)
+    assert_api_error(ex.new_order, {**lim, "price": "99.0"}, -4014)
+    assert_api_error(ex.new_order, {**lim, "price": "99.05", "quantity": "2"}, -4023)
+    assert_api_error(ex.new_order, {**lim, "price": "99.05", "quantity": "0.25"}, -1111)
     ex.new_order({**lim, "price": "99.05"})
     ex.new_order({**lim, "price": "98.05"})
-    api_error(ex.new_order, {**lim, "price": "97.05"}, -2025)
+    assert_api_error(ex.new_order, {**lim, "price": "97.05"}, -2025)
     info = ex.exchange_info()
     assert [s["symbol"] for s in info["symbols"]] == ["ODDUSDT"]
     assert {f["filterType"] for f in info["symbols"][0]["filters"]} >= {"PRICE_FILTER", "LOT_SIZE", "MIN_NOTIONAL"}
@@ -204,7 +204,7 @@ def test_market_slippage_rounds_against_taker() -> None:
 @pytest.mark.parametrize("otype", ["STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"])
 def test_conditional_types_rejected_on_order_endpoint(otype: str) -> None:
     ex = make()
-    e = api_error(ex.new_order, {"symbol": "BTCUSDT", "side": "SELL", "type": otype, "quantity": "0.01",
+    e = assert_api_error(ex.new_order, {"symbol": "BTCUSDT", "side": "SELL", "type": otype, "quantity": "0.01",
                                  "stopPrice": "29000"}, -4120)
     assert e.msg == "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead."
     assert str(e) == f"-4120: {e.msg}"
@@ -213,25 +213,25 @@ def test_conditional_types_rejected_on_order_endpoint(otype: str) -> None:
 def test_parameter_errors() -> None:
     ex = make()
     base = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"}
-    api_error(ex.new_order, {**base, "symbol": "FOOUSDT"}, -1121)
-    api_error(ex.new_order, {k: v for k, v in base.items() if k != "quantity"}, -1102)
-    api_error(ex.new_order, {k: v for k, v in base.items() if k != "symbol"}, -1102)
-    api_error(ex.new_order, {**base, "type": "FOO"}, -1116)
-    api_error(ex.new_order, {**base, "side": "HOLD"}, -1117)
-    api_error(ex.new_order, {**base, "quantity": "1e-2"}, -1100)
-    api_error(ex.new_order, {**base, "quantity": "0.0101"}, -1111)
-    api_error(ex.new_order, {**base, "quantity": "121"}, -4005)  # MARKET_LOT_SIZE maxQty 120
-    api_error(ex.new_order, {**base, "price": "30000"}, -1106)
-    api_error(ex.new_order, {**base, "positionSide": "SIDEWAYS"}, -4060)
+    assert_api_error(ex.new_order, {**base, "symbol": "FOOUSDT"}, -1121)
+    assert_api_error(ex.new_order, {k: v for k, v in base.items() if k != "quantity"}, -1102)
+    assert_api_error(ex.new_order, {k: v for k, v in base.items() if k != "symbol"}, -1102)
+    assert_api_error(ex.new_order, {**base, "type": "FOO"}, -1116)
+    assert_api_error(ex.new_order, {**base, "side": "HOLD"}, -1117)
+    assert_api_error(ex.new_order, {**base, "quantity": "1e-2"}, -1100)
+    assert_api_error(ex.new_order, {**base, "quantity": "0.0101"}, -1111)
+    assert_api_error(ex.new_order, {**base, "quantity": "121"}, -4005)  # MARKET_LOT_SIZE maxQty 120
+    assert_api_error(ex.new_order, {**base, "price": "30000"}, -1106)
+    assert_api_error(ex.new_order, {**base, "positionSide": "SIDEWAYS"}, -4060)
     lim = {**base, "type": "LIMIT", "price": "29000"}
-    api_error(ex.new_order, lim, -1102)  # timeInForce
-    api_error(ex.new_order, {**lim, "timeInForce": "GTC", "price": "29000.05"}, -1111)
-    api_error(ex.new_order, {**lim, "timeInForce": "GTC", "price": "100"}, -4013)
-    api_error(ex.new_order, {**lim, "timeInForce": "GTC", "side": "BUY", "price": "31600"}, -4016)
-    api_error(ex.new_order, {**lim, "timeInForce": "GTC", "side": "SELL", "price": "28000"}, -4024)
-    api_error(ex.new_order, {**lim, "timeInForce": "GTD"}, -1115)
-    api_error(ex.new_order, {**base, "newClientOrderId": "x" * 37}, -4015)
-    api_error(ex.new_order, {**base, "newClientOrderId": "bad id!"}, -1100)
+    assert_api_error(ex.new_order, lim, -1102)  # timeInForce
+    assert_api_error(ex.new_order, {**lim, "timeInForce": "GTC", "price": "29000.05"}, -1111)
+    assert_api_error(ex.new_order, {**lim, "timeInForce": "GTC", "price": "100"}, -4013)
+    assert_api_error(ex.new_order, {**lim, "timeInForce": "GTC", "side": "BUY", "price": "31600"}, -4016)
+    assert_api_error(ex.new_order, {**lim, "timeInForce": "GTC", "side": "SELL", "price": "28000"}, -4024)
+    assert_api_error(ex.new_order, {**lim, "timeInForce": "GTD"}, -1115)
+    assert_api_error(ex.new_order, {**base, "newClientOrderId": "x" * 37}, -4015)
+    assert_api_error(ex.new_order, {**base, "newClientOrderId": "bad id!"}, -1100)
 
 
 def test_limit_rests_then_fills_as_maker() -> None:
@@ -275,8 +275,8 @@ def test_marketable_limit_is_taker_at_last_or_better() -> None:
 def test_time_in_force_outcomes() -> None:
     ex = make("30000")
     lim = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.01"}
-    api_error(ex.new_order, {**lim, "price": "30000", "timeInForce": "GTX"}, -5022)
-    api_error(ex.new_order, {**lim, "price": "29000", "timeInForce": "FOK"}, -5021)
+    assert_api_error(ex.new_order, {**lim, "price": "30000", "timeInForce": "GTX"}, -5022)
+    assert_api_error(ex.new_order, {**lim, "price": "29000", "timeInForce": "FOK"}, -5021)
     ex.drain_events()
     r = ex.new_order({**lim, "price": "29000", "timeInForce": "IOC", "newOrderRespType": "RESULT"})
     assert r["status"] == "EXPIRED"
@@ -292,7 +292,7 @@ def test_query_cancel_and_unknown_orders() -> None:
     ex = make("30000")
     r = ex.new_order({"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
                       "quantity": "0.01", "price": "29000", "newClientOrderId": "c1"})
-    api_error(ex.new_order, {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+    assert_api_error(ex.new_order, {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
                              "quantity": "0.01", "price": "29000", "newClientOrderId": "c1"}, -4116)
     q = ex.query_order({"symbol": "BTCUSDT", "origClientOrderId": "c1"})
     assert q["orderId"] == r["orderId"] and q["status"] == "NEW"
@@ -300,10 +300,10 @@ def test_query_cancel_and_unknown_orders() -> None:
     c = ex.cancel_order({"symbol": "BTCUSDT", "origClientOrderId": "c1"})
     assert c["status"] == "CANCELED"
     assert kinds(ex.drain_events()) == ["OTU:CANCELED:CANCELED"]
-    api_error(ex.cancel_order, {"symbol": "BTCUSDT", "orderId": str(r["orderId"])}, -2011)
-    api_error(ex.query_order, {"symbol": "BTCUSDT", "orderId": "123"}, -2013)
-    api_error(ex.query_order, {"symbol": "ETHUSDT", "orderId": str(r["orderId"])}, -2013)
-    api_error(ex.query_order, {"symbol": "BTCUSDT"}, -1102)
+    assert_api_error(ex.cancel_order, {"symbol": "BTCUSDT", "orderId": str(r["orderId"])}, -2011)
+    assert_api_error(ex.query_order, {"symbol": "BTCUSDT", "orderId": "123"}, -2013)
+    assert_api_error(ex.query_order, {"symbol": "ETHUSDT", "orderId": str(r["orderId"])}, -2013)
+    assert_api_error(ex.query_order, {"symbol": "BTCUSDT"}, -1102)
     # the client id is free again once the order is closed
     ex.new_order({"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
                   "quantity": "0.01", "price": "29000", "newClientOrderId": "c1"})
@@ -316,7 +316,7 @@ def test_query_cancel_and_unknown_orders() -> None:
 
 def test_min_notional_and_reduce_only_exemption() -> None:
     ex = make("30000")
-    e = api_error(ex.new_order, {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001"}, -4164)
+    e = assert_api_error(ex.new_order, {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001"}, -4164)
     assert "no smaller than 50" in e.msg
     market(ex, "BUY", "0.003")  # 90 USDT
     r = market(ex, "SELL", "0.001", reduceOnly="true")  # 30 USDT < 50 but reduce-only
@@ -326,10 +326,10 @@ def test_min_notional_and_reduce_only_exemption() -> None:
 
 def test_reduce_only_rules_and_clipping() -> None:
     ex = make("30000")
-    api_error(ex.new_order, {"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.01",
+    assert_api_error(ex.new_order, {"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.01",
                              "reduceOnly": "true"}, -2022)  # flat
     market(ex, "BUY", "0.01")
-    api_error(ex.new_order, {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01",
+    assert_api_error(ex.new_order, {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01",
                              "reduceOnly": "true"}, -2022)  # would increase
     r = market(ex, "SELL", "0.05", reduceOnly="true")
     assert r["origQty"] == "0.01" and r["executedQty"] == "0.01"
@@ -351,8 +351,8 @@ def test_resting_reduce_only_expires_when_flat() -> None:
 def test_margin_insufficient() -> None:
     ex = make("30000", starting_balance=D("100"))
     # 0.07 BTC = 2100 notional / 20 = 105 > 100
-    api_error(ex.new_order, {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.07"}, -2019)
-    api_error(ex.new_order, {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+    assert_api_error(ex.new_order, {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.07"}, -2019)
+    assert_api_error(ex.new_order, {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
                              "quantity": "0.07", "price": "29900"}, -2019)
     market(ex, "BUY", "0.06")  # 90 IM + 0.9 fee
     assert D(ex.account({})["availableBalance"]) >= 0
@@ -392,10 +392,10 @@ def test_hedge_mode_rules() -> None:
     ex = make("30000", position_mode=PositionMode.HEDGE)
     assert ex.get_position_mode({}) == {"dualSidePosition": True}
     base = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"}
-    api_error(ex.new_order, base, -4061)
-    api_error(ex.new_order, {**base, "positionSide": "BOTH"}, -4061)
-    api_error(ex.new_order, {**base, "positionSide": "LONG", "reduceOnly": "true"}, -1106)
-    api_error(ex.new_order, {**base, "side": "SELL", "positionSide": "LONG"}, -2022)  # nothing to close
+    assert_api_error(ex.new_order, base, -4061)
+    assert_api_error(ex.new_order, {**base, "positionSide": "BOTH"}, -4061)
+    assert_api_error(ex.new_order, {**base, "positionSide": "LONG", "reduceOnly": "true"}, -1106)
+    assert_api_error(ex.new_order, {**base, "side": "SELL", "positionSide": "LONG"}, -2022)  # nothing to close
     market(ex, "BUY", "0.02", positionSide="LONG")
     market(ex, "SELL", "0.03", positionSide="SHORT")
     assert pos_amt(ex, ps="LONG") == D("0.02") and pos_amt(ex, ps="SHORT") == D("-0.03")
@@ -404,11 +404,11 @@ def test_hedge_mode_rules() -> None:
     assert pos_amt(ex, ps="LONG") == 0 and pos_amt(ex, ps="SHORT") == D("-0.03")
     rows = ex.position_risk({"symbol": "BTCUSDT"})
     assert sorted(r["positionSide"] for r in rows) == ["LONG", "SHORT"]
-    api_error(ex.new_algo_order, {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "BUY",
+    assert_api_error(ex.new_algo_order, {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "BUY",
                                   "positionSide": "LONG", "type": "STOP_MARKET", "triggerPrice": "31000",
                                   "closePosition": "true"}, -2022)
-    api_error(ex.change_position_mode, {"dualSidePosition": "true"}, -4059)
-    api_error(ex.change_position_mode, {"dualSidePosition": "false"}, -4068)
+    assert_api_error(ex.change_position_mode, {"dualSidePosition": "true"}, -4059)
+    assert_api_error(ex.change_position_mode, {"dualSidePosition": "false"}, -4068)
     market(ex, "BUY", "0.03", positionSide="SHORT")
     assert ex.change_position_mode({"dualSidePosition": "false"}) == {"code": 200, "msg": "success"}
     assert ex.get_position_mode({}) == {"dualSidePosition": False}
@@ -418,22 +418,22 @@ def test_position_mode_change_blocked_by_open_orders() -> None:
     ex = make("30000")
     ex.new_order({"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
                   "quantity": "0.01", "price": "29000"})
-    api_error(ex.change_position_mode, {"dualSidePosition": "true"}, -4067)
+    assert_api_error(ex.change_position_mode, {"dualSidePosition": "true"}, -4067)
 
 
 def test_leverage_and_margin_type() -> None:
     ex = make("30000")
-    api_error(ex.change_leverage, {"symbol": "BTCUSDT", "leverage": "126"}, -4028)
-    api_error(ex.change_leverage, {"symbol": "BTCUSDT", "leverage": "0"}, -4028)
+    assert_api_error(ex.change_leverage, {"symbol": "BTCUSDT", "leverage": "126"}, -4028)
+    assert_api_error(ex.change_leverage, {"symbol": "BTCUSDT", "leverage": "0"}, -4028)
     ex.drain_events()
     r = ex.change_leverage({"symbol": "BTCUSDT", "leverage": "10"})
     assert r == {"leverage": 10, "maxNotionalValue": "230000000", "symbol": "BTCUSDT"}
     assert ex.drain_events()[0]["ac"] == {"s": "BTCUSDT", "l": 10}
-    api_error(ex.change_margin_type, {"symbol": "BTCUSDT", "marginType": "CROSSED"}, -4046)
+    assert_api_error(ex.change_margin_type, {"symbol": "BTCUSDT", "marginType": "CROSSED"}, -4046)
     assert ex.change_margin_type({"symbol": "BTCUSDT", "marginType": "ISOLATED"}) == {"code": 200, "msg": "success"}
     market(ex, "BUY", "0.1")
-    api_error(ex.change_margin_type, {"symbol": "BTCUSDT", "marginType": "CROSSED"}, -4048)
-    api_error(ex.change_leverage, {"symbol": "BTCUSDT", "leverage": "5"}, -4161)
+    assert_api_error(ex.change_margin_type, {"symbol": "BTCUSDT", "marginType": "CROSSED"}, -4048)
+    assert_api_error(ex.change_leverage, {"symbol": "BTCUSDT", "leverage": "5"}, -4161)
     row = ex.position_risk({"symbol": "BTCUSDT"})[0]
     assert D(row["isolatedWallet"]) == D("300")  # 3000 / 10
     au = [e for e in ex.drain_events() if e["e"] == "ACCOUNT_UPDATE"][-1]
@@ -525,14 +525,14 @@ def test_take_profit_when_stop_not_reached() -> None:
 def test_algo_immediate_trigger_rejected() -> None:
     ex = make("30000")
     market(ex, "BUY", "0.1")
-    e = api_error(ex.new_algo_order, {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL",
+    e = assert_api_error(ex.new_algo_order, {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL",
                                       "type": "STOP_MARKET", "triggerPrice": "30100", "closePosition": "true"},
                   -2021)
     assert e.msg == "Order would immediately trigger."
-    api_error(ex.new_algo_order, {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL",
+    assert_api_error(ex.new_algo_order, {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL",
                                   "type": "TAKE_PROFIT_MARKET", "triggerPrice": "29900", "closePosition": "true"},
               -2021)
-    api_error(ex.new_algo_order, {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL",
+    assert_api_error(ex.new_algo_order, {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL",
                                   "type": "TRAILING_STOP_MARKET", "activatePrice": "29900", "callbackRate": "1",
                                   "quantity": "0.1", "reduceOnly": "true"}, -2021)
 
@@ -541,23 +541,23 @@ def test_algo_validation_errors() -> None:
     ex = make("30000")
     base = {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET",
             "triggerPrice": "29000"}
-    api_error(ex.new_algo_order, {**base, "closePosition": "true", "quantity": "0.1"}, -4137)
-    api_error(ex.new_algo_order, {**base, "closePosition": "true", "reduceOnly": "true"}, -4138)
-    api_error(ex.new_algo_order, {**base, "algoType": "VP"}, -1130)
-    api_error(ex.new_algo_order, base, -1102)  # quantity
-    api_error(ex.new_algo_order, {**base, "triggerPrice": "29000.05", "quantity": "0.01"}, -1111)
-    api_error(ex.new_algo_order, {**base, "type": "LIMIT", "quantity": "0.01"}, -1116)
-    api_error(ex.new_algo_order, {**base, "quantity": "0.01", "workingType": "LAST"}, -1130)
-    api_error(ex.new_algo_order, {**base, "symbol": "XUSDT", "quantity": "0.01"}, -1121)
-    api_error(ex.new_algo_order, {**base, "type": "STOP", "quantity": "0.01"}, -1102)  # price
-    api_error(ex.new_algo_order, {**base, "quantity": "0.001"}, -4164)
+    assert_api_error(ex.new_algo_order, {**base, "closePosition": "true", "quantity": "0.1"}, -4137)
+    assert_api_error(ex.new_algo_order, {**base, "closePosition": "true", "reduceOnly": "true"}, -4138)
+    assert_api_error(ex.new_algo_order, {**base, "algoType": "VP"}, -1130)
+    assert_api_error(ex.new_algo_order, base, -1102)  # quantity
+    assert_api_error(ex.new_algo_order, {**base, "triggerPrice": "29000.05", "quantity": "0.01"}, -1111)
+    assert_api_error(ex.new_algo_order, {**base, "type": "LIMIT", "quantity": "0.01"}, -1116)
+    assert_api_error(ex.new_algo_order, {**base, "quantity": "0.01", "workingType": "LAST"}, -1130)
+    assert_api_error(ex.new_algo_order, {**base, "symbol": "XUSDT", "quantity": "0.01"}, -1121)
+    assert_api_error(ex.new_algo_order, {**base, "type": "STOP", "quantity": "0.01"}, -1102)  # price
+    assert_api_error(ex.new_algo_order, {**base, "quantity": "0.001"}, -4164)
     algo(ex, "SELL", "STOP_MARKET", "29000", quantity="0.001", reduceOnly="true", clientAlgoId="dup")
-    api_error(ex.new_algo_order, {**base, "quantity": "0.01", "clientAlgoId": "dup"}, -4116)
-    api_error(ex.new_order, {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01",
+    assert_api_error(ex.new_algo_order, {**base, "quantity": "0.01", "clientAlgoId": "dup"}, -4116)
+    assert_api_error(ex.new_order, {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01",
                              "newClientOrderId": "dup"}, -4116)
     hedge = make("30000", position_mode=PositionMode.HEDGE)
-    api_error(hedge.new_algo_order, {**base, "quantity": "0.01"}, -4061)
-    api_error(hedge.new_algo_order, {**base, "quantity": "0.01", "positionSide": "LONG", "reduceOnly": "true"}, -1106)
+    assert_api_error(hedge.new_algo_order, {**base, "quantity": "0.01"}, -4061)
+    assert_api_error(hedge.new_algo_order, {**base, "quantity": "0.01", "positionSide": "LONG", "reduceOnly": "true"}, -1106)
 
 
 def test_untriggered_algo_is_invisible_to_order_endpoints() -> None:
@@ -566,10 +566,10 @@ def test_untriggered_algo_is_invisible_to_order_endpoints() -> None:
     r = algo(ex, "SELL", "STOP_MARKET", "29000", closePosition="true", clientAlgoId="hidden")
     assert ex.open_orders({"symbol": "BTCUSDT"}) == []
     assert ex.open_orders({}) == []
-    api_error(ex.query_order, {"symbol": "BTCUSDT", "orderId": str(r["algoId"])}, -2013)
-    api_error(ex.query_order, {"symbol": "BTCUSDT", "origClientOrderId": "hidden"}, -2013)
-    api_error(ex.cancel_order, {"symbol": "BTCUSDT", "orderId": str(r["algoId"])}, -2011)
-    api_error(ex.cancel_order, {"symbol": "BTCUSDT", "origClientOrderId": "hidden"}, -2011)
+    assert_api_error(ex.query_order, {"symbol": "BTCUSDT", "orderId": str(r["algoId"])}, -2013)
+    assert_api_error(ex.query_order, {"symbol": "BTCUSDT", "origClientOrderId": "hidden"}, -2013)
+    assert_api_error(ex.cancel_order, {"symbol": "BTCUSDT", "orderId": str(r["algoId"])}, -2011)
+    assert_api_error(ex.cancel_order, {"symbol": "BTCUSDT", "origClientOrderId": "hidden"}, -2011)
     oa = ex.open_algo_orders({"symbol": "BTCUSDT"})
     assert [a["algoId"] for a in oa] == [r["algoId"]]
     assert oa[0]["actualOrderId"] == "" and oa[0]["algoStatus"] == "NEW"
@@ -588,8 +588,8 @@ def test_cancel_algo_orders() -> None:
     assert c == {"algoId": r["algoId"], "clientAlgoId": "sl", "code": "200", "msg": "success"}
     ev = ex.drain_events()
     assert kinds(ev) == ["ALGO:CANCELED"] and ev[0]["o"]["aid"] == r["algoId"]
-    api_error(ex.cancel_algo_order, {"algoId": str(r["algoId"])}, -2011)
-    api_error(ex.query_algo_order, {"algoId": "1"}, -2013)
+    assert_api_error(ex.cancel_algo_order, {"algoId": str(r["algoId"])}, -2011)
+    assert_api_error(ex.query_algo_order, {"algoId": "1"}, -2013)
     assert ex.query_algo_order({"algoId": str(r["algoId"])})["algoStatus"] == "CANCELED"
     algo(ex, "SELL", "STOP_MARKET", "29000", closePosition="true")
     algo(ex, "SELL", "TAKE_PROFIT_MARKET", "31000", closePosition="true")
@@ -677,7 +677,7 @@ def test_mark_price_vs_contract_price_triggers() -> None:
     ex.set_mark_price("BTCUSDT", D("29000"))
     assert len(ex.all_fills()) == 1 and pos_amt(ex) == D("0.1")
     # -2021 compares against the working-type price
-    api_error(ex.new_algo_order, {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL",
+    assert_api_error(ex.new_algo_order, {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL",
                                   "type": "STOP_MARKET", "triggerPrice": "29200", "closePosition": "true",
                                   "workingType": "MARK_PRICE"}, -2021)
     algo(ex, "SELL", "STOP_MARKET", "29200", closePosition="true")  # contract price is 30000
@@ -866,8 +866,8 @@ def test_user_trades_filters() -> None:
     first = ex.all_fills()[0]["id"]
     assert [t["id"] for t in ex.user_trades({"symbol": "BTCUSDT", "fromId": str(first + 1)})] == [first + 1, first + 2]
     assert ex.user_trades({"symbol": "ETHUSDT"}) == []
-    api_error(ex.user_trades, {"symbol": "BTCUSDT", "limit": "5000"}, -1130)
-    api_error(ex.user_trades, {}, -1102)
+    assert_api_error(ex.user_trades, {"symbol": "BTCUSDT", "limit": "5000"}, -1130)
+    assert_api_error(ex.user_trades, {}, -1102)
 
 
 def test_user_trades_default_window_is_seven_days_of_replay_time() -> None:
@@ -876,7 +876,7 @@ def test_user_trades_default_window_is_seven_days_of_replay_time() -> None:
     ex.advance_time(8 * 24 * 3600 * 1000)
     assert ex.user_trades({"symbol": "BTCUSDT"}) == []
     assert len(ex.user_trades({"symbol": "BTCUSDT", "startTime": "0"})) == 1
-    api_error(ex.user_trades, {"symbol": "BTCUSDT", "startTime": "0", "endTime": str(8 * 24 * 3600 * 1000)}, -1127)
+    assert_api_error(ex.user_trades, {"symbol": "BTCUSDT", "startTime": "0", "endTime": str(8 * 24 * 3600 * 1000)}, -1127)
     assert len(ex.all_fills()) == 1
 
 

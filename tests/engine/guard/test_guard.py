@@ -1,7 +1,6 @@
 """Guard rules: each denies with a reason; the sizer rounds to step and places stops on tick."""
 
 import json
-from dataclasses import replace
 from decimal import Decimal
 from importlib import resources
 
