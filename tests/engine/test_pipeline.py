@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.backtest import build_sim_run, run_sync
+from engine.backtest import build_sim_run
 from engine.config import Settings
 from engine.model import ExitReason, OrderPurpose, PositionSide
 from engine.runtime import RunPaths, run_sim_session
@@ -20,9 +20,11 @@ from engine.state.journal import Journal
 from engine.state.store import Store
 
 
-def _session(tmp: Path, run_id: str, **settings_kw):
+def _session(tmp: Path, run_id: str, watch: bool = False, **settings_kw):
+    """Exactly what ``perpdeck --no-ui`` runs; optionally with the stop watcher on the sim."""
     settings = Settings(state_dir=tmp, **settings_kw)
     run = build_sim_run(settings, run_id=run_id, journal=Journal(run_id), strict=True)
+    run.watch = _watch_protection(run, hedge=settings.position_mode == "HEDGE") if watch else None
     paths = RunPaths.for_run(tmp, settings.db_path, run_id)
     summary = asyncio.run(run_sim_session(settings, run, paths, install_signal_handlers=False))
     return settings, run, summary
@@ -48,8 +50,15 @@ async def _db(path: Path, run_id: str):
 @pytest.fixture(scope="module")
 def oneway(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("oneway")
-    settings, run, summary = _session(tmp, "oneway")
+    settings, run, summary = _session(tmp, "oneway", watch=True)
     return settings, run, summary, asyncio.run(_db(settings.db_path, "oneway"))
+
+
+def test_on_that_run_a_stop_rested_on_the_exchange_whenever_a_position_was_open(oneway):
+    _, run, summary, _ = oneway
+    assert run.watch["checks"] > 1000
+    assert run.watch["violations"] == []
+    assert summary["unprotected_checks"] == 0 and summary["protection_failures"] == 0
 
 
 def test_the_bundled_run_trades(oneway):
@@ -161,16 +170,11 @@ def _watch_protection(run, hedge: bool):
     return seen
 
 
-@pytest.mark.parametrize("mode", ["ONEWAY", "HEDGE"])
-def test_a_stop_rests_on_the_exchange_whenever_a_position_is_open(mode):
-    settings = Settings(position_mode=mode)
-    run = build_sim_run(settings, run_id=f"watch-{mode}", journal=Journal("w"), strict=True)
-    seen = _watch_protection(run, hedge=mode == "HEDGE")
-    run_sync(run)
-    assert seen["checks"] > 1000
-    assert seen["violations"] == []
-    assert run.engine.stats.unprotected_checks == 0 and run.engine.stats.protection_failures == 0
-    assert len(run.engine.trades.closed) > 5
-    if mode == "HEDGE":
-        sides = {t.position_side for t in run.engine.trades.closed}
-        assert sides <= {PositionSide.LONG, PositionSide.SHORT} and sides
+def test_hedge_mode_keeps_one_position_per_side_and_each_has_a_stop(tmp_path):
+    settings, run, summary = _session(tmp_path, "hedge", watch=True, position_mode="HEDGE")
+    assert run.watch["checks"] > 1000 and run.watch["violations"] == []
+    assert summary["trades"] > 5
+    sides = {t.position_side for t in run.engine.trades.closed}
+    assert sides and sides <= {PositionSide.LONG, PositionSide.SHORT}
+    assert sum((t.net_pnl for t in run.engine.trades.closed), Decimal(0)) == (
+        run.sim.wallet_balance() - Decimal(summary["starting_balance"]))
