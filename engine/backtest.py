@@ -19,6 +19,7 @@ from typing import Any, Iterable, Sequence
 
 from engine.core import Engine, EngineParams, pump
 from engine.data import (
+    DataError,
     KlineFile,
     load_funding,
     load_klines,
@@ -64,6 +65,29 @@ def load_market_data(settings) -> tuple[list[KlineFile], dict[str, dict[int, Dec
     return files, funding
 
 
+def build_sim_exchange(settings, rules, candles: Sequence[Candle], funding) -> SimExchange:
+    """The matching engine configured from ``[sim]`` and the account settings."""
+    return SimExchange(
+        rules,
+        starting_balance=Decimal(settings.sim.starting_balance),
+        taker_fee_rate=Decimal(settings.sim.taker_fee_rate),
+        maker_fee_rate=Decimal(settings.sim.maker_fee_rate),
+        slippage_bps=Decimal(settings.sim.slippage_bps),
+        funding_rates=funding or {},
+        default_funding_rate=Decimal(settings.sim.default_funding_rate),
+        position_mode=PositionMode(settings.position_mode),
+        default_leverage=int(settings.leverage),
+        default_margin_type=MarginType(settings.margin_type),
+        start_time_ms=candles[0].open_time_ms if candles else 0,
+    )
+
+
+def check_symbols(files: Sequence[KlineFile], rules) -> None:
+    unknown = sorted({f.symbol for f in files} - set(rules))
+    if unknown:
+        raise DataError(f"no exchange rules for symbol(s) {unknown} in the sim; known: {sorted(rules)}")
+
+
 def build_sim_run(
     settings,
     *,
@@ -78,29 +102,17 @@ def build_sim_run(
         files, funding = load_market_data(settings)
     files = list(files)
     rules = load_default_rules()
-    unknown = sorted({f.symbol for f in files} - set(rules))
-    if unknown:
-        from engine.data import DataError
-
-        raise DataError(f"no exchange rules for symbol(s) {unknown} in the sim; known: {sorted(rules)}")
+    check_symbols(files, rules)
     candles = merged_candles(files)
-    start_ms = candles[0].open_time_ms if candles else 0
-    position_mode = PositionMode(settings.position_mode)
-    margin_type = MarginType(settings.margin_type)
-    sim = SimExchange(
-        rules,
-        starting_balance=Decimal(settings.sim.starting_balance),
-        taker_fee_rate=Decimal(settings.sim.taker_fee_rate),
-        maker_fee_rate=Decimal(settings.sim.maker_fee_rate),
-        slippage_bps=Decimal(settings.sim.slippage_bps),
-        funding_rates=funding or {},
-        default_funding_rate=Decimal(settings.sim.default_funding_rate),
-        position_mode=position_mode,
-        default_leverage=int(settings.leverage),
-        default_margin_type=margin_type,
-        start_time_ms=start_ms,
-    )
+    sim = build_sim_exchange(settings, rules, candles, funding)
     port = SimPort(sim)
+    engine = build_engine(settings, rules, run_id=run_id, journal=journal, bus=bus, strict=strict)
+    engine.bootstrap(port.account(), port.positions())
+    return SimRun(run_id, sim, port, engine, journal, candles, files, Decimal(settings.sim.starting_balance))
+
+
+def build_engine(settings, rules, *, run_id: str, journal=None, bus=None, strict: bool = False) -> Engine:
+    """The engine with every registered strategy, the configured guard and order manager."""
     if settings.active_strategy not in available():
         raise StrategyError(f"active_strategy: unknown strategy {settings.active_strategy!r}; "
                             f"expected one of {sorted(available())}")
@@ -110,8 +122,8 @@ def build_sim_run(
     risk = settings.risk
     params = EngineParams(
         leverage=int(settings.leverage),
-        position_mode=position_mode,
-        margin_type=margin_type,
+        position_mode=PositionMode(settings.position_mode),
+        margin_type=MarginType(settings.margin_type),
         auto_trading_enabled=bool(settings.auto_trading_enabled),
         position_size_pct=Decimal(risk.position_size_pct),
         stop_loss_pct=Decimal(risk.stop_loss_pct),
@@ -122,7 +134,7 @@ def build_sim_run(
         max_daily_trades=int(risk.max_daily_trades),
         max_daily_loss_pct=Decimal(risk.max_daily_loss_pct),
     )
-    engine = Engine(
+    return Engine(
         namespace=run_id,
         rules=rules,
         strategies=strategies,
@@ -132,8 +144,6 @@ def build_sim_run(
         journal=journal,
         strict=strict,
     )
-    engine.bootstrap(port.account(), port.positions())
-    return SimRun(run_id, sim, port, engine, journal, candles, files, Decimal(settings.sim.starting_balance))
 
 
 def step(run: SimRun, candle: Candle) -> None:
@@ -189,7 +199,7 @@ def summarize(run: SimRun, *, extra: dict[str, Any] | None = None) -> dict[str, 
     funding = sum((t.funding for t in trades), Decimal(0))
     gross = sum((t.realized_pnl for t in trades), Decimal(0))
     start = run.starting_balance
-    end = run.sim.wallet_balance()
+    end = run.sim.wallet_balance() if run.sim is not None else eng.wallet_balance
     exits: dict[str, int] = {}
     for t in trades:
         k = t.exit_reason.value if t.exit_reason else "open"
@@ -229,8 +239,11 @@ def summarize(run: SimRun, *, extra: dict[str, Any] | None = None) -> dict[str, 
 def format_summary(s: dict[str, Any]) -> str:
     denials = ", ".join(f"{k}: {v}" for k, v in s["denials"].items()) or "none"
     exits = ", ".join(f"{k}: {v}" for k, v in s["exit_reasons"].items()) or "none"
+    mode = s["mode"].upper()
+    if mode == "MAINNET":
+        mode = "*** MAINNET — REAL MONEY ***"
     lines = [
-        f"perpdeck run summary — {s['mode'].upper()} — strategy {s['strategy']}",
+        f"perpdeck run summary — {mode} — strategy {s['strategy']}",
         f"  symbols            {', '.join(s['symbols'])}",
         f"  period             {s['period'][0]} → {s['period'][1]}",
         f"  candles processed  {s['candles']:,}",

@@ -2,11 +2,19 @@
 
     perpdeck                      open the console (sim mode by default)
     perpdeck --no-ui              run headless and print a summary
+    perpdeck --no-ui --in-process sim without sockets (the backtest loop)
     perpdeck export trades --csv FILE
     perpdeck strategies           list registered strategies
+    perpdeck sim-exchange --port N   run the local Binance-compatible exchange on its own
+
+In sim mode the engine trades through the real Binance adapter against the local exchange
+server on 127.0.0.1, which replays the data; testnet and mainnet run the same code against
+Binance with your keys. Mainnet refuses to start without --confirm-real-money (or
+``mainnet_real_money_confirmed = true``) and marks every output line MAINNET.
 
 Exit status: 0 success, 2 bad configuration or input data (message on stderr names the field or
-the file and line), 130 stopped by Ctrl-C before the end of the data.
+the file and line), 3 the exchange refused to start (keys, permissions, position mode …),
+130 stopped by Ctrl-C before the end of the data.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from typing import Any, Sequence
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
+EXIT_EXCHANGE = 3
 EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("perpdeck")
@@ -42,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", type=Path, default=None, help="directory for database, logs, heartbeat")
     p.add_argument("--log-level", default=None)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--in-process", action="store_true",
+                   help="sim only: run the matching engine in-process (no sockets; the backtest loop)")
+    p.add_argument("--confirm-real-money", action="store_true",
+                   help="required for --mode mainnet: I understand that mainnet orders trade real money")
     sub = p.add_subparsers(dest="command")
     exp = sub.add_parser("export", help="export journal data")
     exp_sub = exp.add_subparsers(dest="what", required=True)
@@ -49,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--csv", type=Path, required=True, help="output CSV path")
     tr.add_argument("--run", default=None, help="run id (default: the last run)")
     sub.add_parser("strategies", help="list registered strategies")
+    sx = sub.add_parser("sim-exchange", help="run the local Binance-compatible exchange on its own")
+    sx.add_argument("--port", type=int, default=8080, help="REST port (default 8080)")
+    sx.add_argument("--ws-port", type=int, default=None, help="WebSocket port (default REST port + 1)")
+    sx.add_argument("--api-key", default=None, help="API key to accept (default: the documented sim key)")
+    sx.add_argument("--api-secret", default=None, help="HMAC secret for that key (default: the sim secret)")
+    sx.add_argument("--rsa-public-key", type=Path, default=None, help="register an RSA public key (PEM) for the key")
+    sx.add_argument("--ed25519-public-key", type=Path, default=None,
+                    help="register an Ed25519 public key (PEM) for the key")
     return p
 
 
@@ -99,15 +120,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.command == "export":
         return _export_trades(settings, args)
-    if settings.mode != "sim":
+    if args.command == "sim-exchange":
+        return _sim_exchange(settings, args)
+    if settings.mode == "mainnet" and not (args.confirm_real_money or settings.mainnet_real_money_confirmed):
         return _fail(
-            f"mode {settings.mode!r}: trading through the Binance adapter is not available in this build yet; "
-            "use mode = \"sim\""
+            "MAINNET trades REAL MONEY and is not confirmed: pass --confirm-real-money or set "
+            "mainnet_real_money_confirmed = true"
         )
+    if settings.mode != "sim" and not settings.has_api_keys:
+        return _fail(f"mode {settings.mode!r} needs API keys: set BINANCE_API_KEY and BINANCE_API_SECRET "
+                     "(environment or .env) or api_key_file")
+    if args.in_process and settings.mode != "sim":
+        return _fail("--in-process is for sim mode only")
     if not args.no_ui:
         print("perpdeck: the full-screen console is not available in this build yet; running headless.",
               file=sys.stderr)
-    return run_headless(settings, json_out=args.json)
+    return run_headless(settings, json_out=args.json, in_process=args.in_process)
 
 
 def _export_trades(settings, args) -> int:
@@ -133,44 +161,100 @@ def _export_trades(settings, args) -> int:
     return EXIT_OK
 
 
-def run_headless(settings, *, json_out: bool = False, run_id: str | None = None) -> int:
-    """Validate everything, then run the sim pipeline headless and print the summary."""
+def _sim_exchange(settings, args) -> int:
+    from engine.exchange.sim.server import run_standalone
+
+    try:
+        asyncio.run(run_standalone(
+            port=args.port,
+            ws_port=args.ws_port if args.ws_port is not None else args.port + 1,
+            api_key=args.api_key,
+            api_secret=args.api_secret,
+            rsa_public_key=args.rsa_public_key.read_text() if args.rsa_public_key else None,
+            ed25519_public_key=args.ed25519_public_key.read_text() if args.ed25519_public_key else None,
+            data_files=[Path(p) for p in settings.sim.data_files],
+            funding_files=[Path(p) for p in settings.sim.funding_files],
+            speed=float(settings.sim.speed),
+            settings=settings,
+        ))
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_OK
+
+
+def _credentials(settings):
+    from engine.exchange.binance.endpoints import Credentials
+
+    key = settings.binance_api_key.get_secret_value()
+    secret = settings.binance_api_secret.get_secret_value()
+    if secret.lstrip().startswith("-----BEGIN"):
+        return Credentials(key, private_key_pem=secret)  # RSA or Ed25519 private key (PEM)
+    return Credentials(key, secret=secret)
+
+
+def run_headless(settings, *, json_out: bool = False, run_id: str | None = None, in_process: bool = False) -> int:
+    """Validate everything, then run headless until the data ends (sim) or Ctrl-C; print the summary."""
     from engine.backtest import build_sim_run, format_summary, load_market_data
     from engine.data import DataError
     from engine.logs import setup_logging
     from engine.runtime import RunPaths, run_sim_session
     from engine.state.journal import Journal
-    from engine.strategies.base import StrategyError
+    from engine.strategies.base import StrategyError, available
 
     run_id = run_id or uuid.uuid4().hex[:12]
+    mode = settings.mode
     # Everything that can be wrong with the input is checked before the database is touched.
+    files: list = []
+    funding: dict = {}
+    run = None
+    journal = Journal(run_id, record_candles=True)
     try:
-        files, funding = load_market_data(settings)
-        if not files:
-            return _fail(f"no kline data for symbols {settings.symbols} (set sim.data_files or --data)")
-        journal = Journal(run_id, record_candles=True)
-        run = build_sim_run(settings, run_id=run_id, files=files, funding=funding, journal=journal)
+        if settings.active_strategy not in available():
+            raise StrategyError(f"active_strategy: unknown strategy {settings.active_strategy!r}; "
+                                f"expected one of {sorted(available())}")
+        if mode == "sim":
+            files, funding = load_market_data(settings)
+            if not files:
+                return _fail(f"no kline data for symbols {settings.symbols} (set sim.data_files or --data)")
+            if in_process:
+                run = build_sim_run(settings, run_id=run_id, files=files, funding=funding, journal=journal)
     except (DataError, StrategyError) as exc:
         return _fail(str(exc))
 
     paths = RunPaths.for_run(Path(settings.state_dir), Path(settings.db_path), run_id)
-    secrets = []
-    if settings.binance_api_key is not None:
-        secrets.append(settings.binance_api_key.get_secret_value())
-    if settings.binance_api_secret is not None:
-        secrets.append(settings.binance_api_secret.get_secret_value())
-    setup_logging(settings.log_level, paths.log_file, secrets)
-    log.info("run %s: %d candles, %d symbols, strategy %s", run_id, len(run.candles), len(files),
+    secrets = [v.get_secret_value() for v in (settings.binance_api_key, settings.binance_api_secret) if v is not None]
+    setup_logging(settings.log_level, paths.log_file, secrets, banner="MAINNET" if mode == "mainnet" else None)
+    if mode == "mainnet":
+        print("\n  *** MAINNET — REAL MONEY — every order trades real funds ***\n", file=sys.stderr)
+    log.info("run %s: mode %s, symbols %s, strategy %s", run_id, mode.upper(), ",".join(settings.symbols),
              settings.active_strategy)
 
     async def go() -> dict[str, Any]:
-        return await run_sim_session(settings, run, paths)
+        if run is not None:
+            return await run_sim_session(settings, run, paths)
+        from engine.live import run_live_session, run_sim_over_wire
+
+        if mode == "sim":
+            summary, _ = await run_sim_over_wire(settings, run_id=run_id, paths=paths, journal=journal,
+                                                 files=files, funding=funding)
+            return summary
+        from engine.exchange.binance.endpoints import Endpoints
+
+        endpoints = Endpoints.mainnet() if mode == "mainnet" else Endpoints.testnet()
+        summary, _ = await run_live_session(settings, run_id=run_id, paths=paths, journal=journal,
+                                            endpoints=endpoints, credentials=_credentials(settings))
+        return summary
+
+    from engine.exchange.errors import ExchangeError
 
     try:
         summary = asyncio.run(go())
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("perpdeck: forced exit", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except ExchangeError as exc:
+        print(f"perpdeck: exchange error: {exc}", file=sys.stderr)
+        return EXIT_EXCHANGE
     if json_out:
         print(json.dumps(summary, indent=1))
     else:

@@ -338,6 +338,13 @@ class Settings(BaseSettings):
             '"auto-trading disabled".'
         ),
     )
+    mainnet_real_money_confirmed: bool = Field(
+        default=False,
+        description=(
+            "Must be true (or pass --confirm-real-money) before mode = \"mainnet\" starts: "
+            "on mainnet every order trades real money."
+        ),
+    )
     heartbeat_interval_s: Annotated[float, _NoBool] = Field(
         default=5.0,
         gt=0,

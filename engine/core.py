@@ -388,6 +388,10 @@ class Engine:
 
     # -- exchange facts -------------------------------------------------------------------------
 
+    def on_mark(self, symbol: str, mark_price: Decimal) -> None:
+        """A mark price from the exchange's stream (between candles)."""
+        self.marks[symbol] = mark_price
+
     def on_exchange_event(self, ev: object) -> None:
         if isinstance(ev, ExOrderUpdate):
             self._on_order_update(ev)
@@ -628,23 +632,39 @@ def _reason_kind(reason: str) -> str:
 # -- the synchronous driver ---------------------------------------------------------------------
 
 
+def command_call(cmd: ExchangeCommand) -> tuple[str, tuple]:
+    """The port method and arguments that carry out an exchange command (sync or async port)."""
+    if isinstance(cmd, SubmitOrder):
+        return "place_order", (cmd.req,)
+    if isinstance(cmd, SubmitAlgoOrder):
+        return "place_algo_order", (cmd.req,)
+    if isinstance(cmd, CancelOrder):
+        return "cancel_order", (cmd.symbol, cmd.client_order_id)
+    if isinstance(cmd, CancelAlgoOrder):
+        return "cancel_algo_order", (cmd.symbol, cmd.client_algo_id)
+    raise TypeError(f"unknown exchange command {cmd!r}")
+
+
 def execute_sync(engine: Engine, port, cmd: ExchangeCommand) -> None:
     """Execute one command against a ``SyncExchange`` and report the outcome to the engine."""
+    name, args = command_call(cmd)
     try:
-        if isinstance(cmd, SubmitOrder):
-            oid = port.place_order(cmd.req)
-            engine.on_command_ok(cmd, oid)
-        elif isinstance(cmd, SubmitAlgoOrder):
-            aid = port.place_algo_order(cmd.req)
-            engine.on_command_ok(cmd, aid)
-        elif isinstance(cmd, CancelOrder):
-            port.cancel_order(cmd.symbol, cmd.client_order_id)
-            engine.on_command_ok(cmd, None)
-        elif isinstance(cmd, CancelAlgoOrder):
-            port.cancel_algo_order(cmd.symbol, cmd.client_algo_id)
-            engine.on_command_ok(cmd, None)
+        result = getattr(port, name)(*args)
     except ExchangeError as err:
         engine.on_command_failed(cmd, err)
+    else:
+        engine.on_command_ok(cmd, result)
+
+
+async def execute_async(engine: Engine, port, cmd: ExchangeCommand) -> None:
+    """Execute one command against an async ``Exchange`` and report the outcome to the engine."""
+    name, args = command_call(cmd)
+    try:
+        result = await getattr(port, name)(*args)
+    except ExchangeError as err:
+        engine.on_command_failed(cmd, err)
+    else:
+        engine.on_command_ok(cmd, result)
 
 
 def pump(engine: Engine, port, max_rounds: int = 10_000) -> None:

@@ -41,6 +41,10 @@ class RedactFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, banner: str | None = None) -> None:
+        super().__init__()
+        self.banner = banner
+
     def format(self, record: logging.LogRecord) -> str:
         doc = {
             "ts_ms": int(record.created * 1000),
@@ -48,6 +52,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if self.banner:
+            doc["mode"] = self.banner
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         elif record.exc_text:
@@ -56,8 +62,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(level: str, log_file: Path | None, secrets: Iterable[str] = (), console: bool = True,
-                  console_stream=None) -> RedactFilter:
-    """Configure the root logger; returns the redaction filter so more secrets can be added."""
+                  console_stream=None, banner: str | None = None) -> RedactFilter:
+    """Configure the root logger; returns the redaction filter so more secrets can be added.
+
+    ``banner`` (e.g. "MAINNET") is put on every console line and every JSON record."""
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
@@ -67,14 +75,15 @@ def setup_logging(level: str, log_file: Path | None, secrets: Iterable[str] = ()
     if console:
         ch = logging.StreamHandler(console_stream or sys.stderr)
         ch.setLevel(getattr(logging, level.upper(), logging.INFO))
-        ch.setFormatter(logging.Formatter(HUMAN_FORMAT, "%H:%M:%S"))
+        fmt_ = HUMAN_FORMAT if not banner else HUMAN_FORMAT.replace("%(levelname)", f"[{banner}] %(levelname)")
+        ch.setFormatter(logging.Formatter(fmt_, "%H:%M:%S"))
         ch.addFilter(redact)
         root.addHandler(ch)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         fh = logging.FileHandler(log_file, encoding="utf-8")
         fh.setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.INFO)
-        fh.setFormatter(JsonFormatter())
+        fh.setFormatter(JsonFormatter(banner))
         fh.addFilter(redact)
         root.addHandler(fh)
     return redact

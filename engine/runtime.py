@@ -38,7 +38,108 @@ class RunPaths:
         )
 
 
-class SimRuntime:
+class RuntimeBase:
+    """What every runtime does around the engine: journal flushing, heartbeat, operator commands."""
+
+    def __init__(self, run: SimRun, store, paths: RunPaths, *, heartbeat_interval_s: float = 5.0,
+                 flush_interval_s: float = 0.5, wall: WallClock | None = None) -> None:
+        self.run_ = run
+        self.store = store
+        self.paths = paths
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.flush_interval_s = flush_interval_s
+        self.wall = wall or WallClock()
+        self.commands: asyncio.Queue[Any] = asyncio.Queue()
+        self._stop = asyncio.Event()
+        self.stopped_early = False
+        self.finished = False
+        self.flush_errors = 0
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def submit(self, command: object) -> None:
+        """Queue an operator command (Halt, Resume, FlattenAll, SwitchStrategy)."""
+        self.commands.put_nowait(command)
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval_s)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        journal = self.run_.journal
+        if journal is None or self.store is None or not journal.pending():
+            return
+        try:
+            await journal.flush(self.store)
+        except Exception:
+            self.flush_errors += 1
+            log.exception("journal flush failed (records kept in memory, will retry)")
+
+    async def _heartbeats(self) -> None:
+        while True:
+            self.write_heartbeat()
+            await asyncio.sleep(self.heartbeat_interval_s)
+
+    def streams_status(self) -> dict[str, Any]:
+        return {"market": "in-process replay", "user": "in-process"}
+
+    def heartbeat_doc(self) -> dict[str, Any]:
+        eng = self.run_.engine
+        return {
+            "wall_time_ms": self.wall.now_ms(),
+            "run_id": self.run_.run_id,
+            "mode": self.run_.mode,
+            "exchange_time_ms": eng.clock.now_ms(),
+            "engine_state": eng.state.value,
+            "halt_reason": eng.halt_reason,
+            "strategy": eng.active_name,
+            "candles": eng.candle_count,
+            "positions": len(eng.positions),
+            "open_orders": len(eng.orders.open_orders()),
+            "open_algo_orders": len(eng.orders.open_algo_orders()),
+            "journal_pending": self.run_.journal.pending() if self.run_.journal else 0,
+            "db": {"path": str(self.paths.db_path), "flush_errors": self.flush_errors},
+            "streams": self.streams_status(),
+            "finished": self.finished,
+        }
+
+    def write_heartbeat(self) -> None:
+        try:
+            write_heartbeat(self.paths.heartbeat, self.heartbeat_doc())
+        except OSError:
+            log.exception("could not write heartbeat %s", self.paths.heartbeat)
+
+    def summary_extra(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_.run_id,
+            "database": str(self.paths.db_path),
+            "log_file": str(self.paths.log_file),
+            "heartbeat": str(self.paths.heartbeat),
+            "stopped_early": self.stopped_early,
+        }
+
+    async def _main(self) -> None:
+        raise NotImplementedError
+
+    async def run(self) -> dict[str, Any]:
+        aux = [asyncio.create_task(self._flusher(), name="journal-flusher"),
+               asyncio.create_task(self._heartbeats(), name="heartbeat")]
+        try:
+            await self._main()
+        finally:
+            for t in aux:
+                t.cancel()
+            await asyncio.gather(*aux, return_exceptions=True)
+            await self._flush()
+            self.write_heartbeat()
+        return summarize(self.run_, extra=self.summary_extra())
+
+
+class SimRuntime(RuntimeBase):
+    """In-process replay: the sim matching engine and the engine in one synchronous step per candle."""
+
     def __init__(
         self,
         run: SimRun,
@@ -52,30 +153,12 @@ class SimRuntime:
         close_at_end: bool = True,
         wall: WallClock | None = None,
     ) -> None:
-        self.run_ = run
-        self.store = store
-        self.paths = paths
+        super().__init__(run, store, paths, heartbeat_interval_s=heartbeat_interval_s,
+                         flush_interval_s=flush_interval_s, wall=wall)
         self.speed = speed
-        self.heartbeat_interval_s = heartbeat_interval_s
-        self.flush_interval_s = flush_interval_s
         self.chunk = chunk
         self.close_at_end = close_at_end
-        self.wall = wall or WallClock()
-        self.commands: asyncio.Queue[Any] = asyncio.Queue()
-        self._stop = asyncio.Event()
-        self.stopped_early = False
-        self.finished = False
         self.position = 0  # candles replayed
-        self.flush_errors = 0
-
-    # -- control --------------------------------------------------------------------------------
-
-    def request_stop(self) -> None:
-        self._stop.set()
-
-    def submit(self, command: object) -> None:
-        """Queue an operator command (Halt, Resume, FlattenAll, SwitchStrategy)."""
-        self.commands.put_nowait(command)
 
     def _apply_commands(self) -> None:
         eng = self.run_.engine
@@ -83,6 +166,12 @@ class SimRuntime:
             cmd = self.commands.get_nowait()
             eng.handle(cmd)
             pump(eng, self.run_.port)
+
+    def heartbeat_doc(self) -> dict[str, Any]:
+        doc = super().heartbeat_doc()
+        doc["replay_position"] = self.position
+        doc["replay_total"] = len(self.run_.candles)
+        return doc
 
     # -- tasks ----------------------------------------------------------------------------------
 
@@ -126,74 +215,41 @@ class SimRuntime:
             log.warning("stopped before the end of the data (%d of %d candles); positions stay open with "
                         "their stops resting on the exchange", i, n)
 
-    async def _flusher(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_interval_s)
-            await self._flush()
+    async def _main(self) -> None:
+        await self._replay()
 
-    async def _flush(self) -> None:
-        journal = self.run_.journal
-        if journal is None or self.store is None or not journal.pending():
-            return
+
+def install_stop_signals(rt: RuntimeBase):
+    """SIGINT/SIGTERM: the first stops the runtime cleanly (journal flushed), a second cancels the
+    session. Returns a function that removes the handlers."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    interrupts = 0
+
+    def on_signal() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1:
+            log.warning("stopping: flushing the journal (press Ctrl-C again to force)")
+            rt.request_stop()
+        elif main_task is not None:
+            main_task.cancel()
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            await journal.flush(self.store)
-        except Exception:
-            self.flush_errors += 1
-            log.exception("journal flush failed (records kept in memory, will retry)")
+            loop.add_signal_handler(sig, on_signal)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):
+            pass
 
-    async def _heartbeats(self) -> None:
-        while True:
-            self.write_heartbeat()
-            await asyncio.sleep(self.heartbeat_interval_s)
+    def remove() -> None:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
 
-    def heartbeat_doc(self) -> dict[str, Any]:
-        eng = self.run_.engine
-        return {
-            "wall_time_ms": self.wall.now_ms(),
-            "run_id": self.run_.run_id,
-            "mode": self.run_.mode,
-            "exchange_time_ms": eng.clock.now_ms(),
-            "engine_state": eng.state.value,
-            "halt_reason": eng.halt_reason,
-            "strategy": eng.active_name,
-            "candles": eng.candle_count,
-            "replay_position": self.position,
-            "replay_total": len(self.run_.candles),
-            "positions": len(eng.positions),
-            "open_orders": len(eng.orders.open_orders()),
-            "open_algo_orders": len(eng.orders.open_algo_orders()),
-            "journal_pending": self.run_.journal.pending() if self.run_.journal else 0,
-            "db": {"path": str(self.paths.db_path), "flush_errors": self.flush_errors},
-            "streams": {"market": "in-process replay", "user": "in-process"},
-            "finished": self.finished,
-        }
-
-    def write_heartbeat(self) -> None:
-        try:
-            write_heartbeat(self.paths.heartbeat, self.heartbeat_doc())
-        except OSError:
-            log.exception("could not write heartbeat %s", self.paths.heartbeat)
-
-    # -- main -----------------------------------------------------------------------------------
-
-    async def run(self) -> dict[str, Any]:
-        aux = [asyncio.create_task(self._flusher(), name="journal-flusher"),
-               asyncio.create_task(self._heartbeats(), name="heartbeat")]
-        try:
-            await self._replay()
-        finally:
-            for t in aux:
-                t.cancel()
-            await asyncio.gather(*aux, return_exceptions=True)
-            await self._flush()
-            self.write_heartbeat()
-        return summarize(self.run_, extra={
-            "run_id": self.run_.run_id,
-            "database": str(self.paths.db_path),
-            "log_file": str(self.paths.log_file),
-            "heartbeat": str(self.paths.heartbeat),
-            "stopped_early": self.stopped_early,
-        })
+    return remove
 
 
 async def run_sim_session(settings, run, paths: RunPaths, *, install_signal_handlers: bool = True,
@@ -204,7 +260,6 @@ async def run_sim_session(settings, run, paths: RunPaths, *, install_signal_hand
     cleanly (journal flushed); a second one cancels the session.
     """
     import json
-    import signal
 
     from engine.state.store import Store
 
@@ -216,32 +271,11 @@ async def run_sim_session(settings, run, paths: RunPaths, *, install_signal_hand
                         heartbeat_interval_s=float(settings.heartbeat_interval_s))
         if on_runtime is not None:
             on_runtime(rt)
-        loop = asyncio.get_running_loop()
-        main_task = asyncio.current_task()
-        interrupts = 0
-
-        def on_signal() -> None:
-            nonlocal interrupts
-            interrupts += 1
-            if interrupts == 1:
-                log.warning("stopping: flushing the journal (press Ctrl-C again to force)")
-                rt.request_stop()
-            elif main_task is not None:
-                main_task.cancel()
-
-        installed = []
-        if install_signal_handlers:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                try:
-                    loop.add_signal_handler(sig, on_signal)
-                    installed.append(sig)
-                except (NotImplementedError, RuntimeError):
-                    pass
+        remove = install_stop_signals(rt) if install_signal_handlers else (lambda: None)
         try:
             summary = await rt.run()
         finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
+            remove()
         await store.end_run(run.run_id, run.engine.clock.now_ms(), json.dumps(summary))
         return summary
     finally:

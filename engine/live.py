@@ -1,0 +1,322 @@
+"""The live runtime: the engine driven by the Binance adapter over real sockets.
+
+The same sans-I/O engine as the backtest: closed candles from the market stream go to
+``Engine.on_candle``, user-data events to ``Engine.on_exchange_event``, and one executor task
+carries the engine's exchange commands out through the adapter (REST, off the event loop) and
+reports the outcomes back. Testnet and mainnet run exactly this, against Binance's URLs.
+
+In sim mode the adapter talks to the local Binance-compatible server. When the replay runs as
+fast as possible, the runtime keeps the server in **lockstep**: it asks for one candle at a time
+on the server's sim-only control socket, waits until every user-data event that candle caused has
+arrived, settles the engine's commands, and only then lets the engine see the candle — the same
+order as the in-process backtest, so both produce the same result on the same data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any
+
+from engine.backtest import SimRun
+from engine.core import Engine, execute_async
+from engine.model import Candle, MarkPrice
+from engine.runtime import RunPaths, RuntimeBase
+
+log = logging.getLogger("engine.live")
+
+
+class LiveRuntime(RuntimeBase):
+    def __init__(
+        self,
+        run: SimRun,
+        adapter,
+        store,
+        paths: RunPaths,
+        *,
+        control=None,
+        heartbeat_interval_s: float = 5.0,
+        flush_interval_s: float = 0.5,
+        event_timeout_s: float = 30.0,
+        close_at_end: bool = True,
+        replay_finished=None,
+    ) -> None:
+        super().__init__(run, store, paths, heartbeat_interval_s=heartbeat_interval_s,
+                         flush_interval_s=flush_interval_s)
+        self.adapter = adapter
+        self.control = control  # SimControl in lockstep sim mode, else None
+        self.event_timeout_s = event_timeout_s
+        self.close_at_end = close_at_end
+        self.replay_finished = replay_finished or (lambda: False)  # a paced sim replay can end; live never does
+        self.engine: Engine = run.engine
+        self._pending_candles: deque[Candle] = deque()
+        self._candle_arrived = asyncio.Event()
+        self._work = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.candles_received = 0
+        self.stream_events: list[tuple[str, str]] = []
+
+    # -- adapter callbacks (called on the event loop by the adapter's stream tasks) ----------------
+
+    def on_candle(self, candle: Candle) -> None:
+        self.candles_received += 1
+        if self.control is not None:
+            self._pending_candles.append(candle)  # lockstep: the driver decides when it is processed
+            self._candle_arrived.set()
+            return
+        self.engine.on_candle(candle)
+        self._kick()
+
+    def on_mark(self, mark: MarkPrice) -> None:
+        self.engine.on_mark(mark.symbol, mark.mark_price)
+
+    def on_user_event(self, fact: object) -> None:
+        self.engine.on_exchange_event(fact)
+        self._kick()
+
+    def on_stream_status(self, stream: str, state: str) -> None:
+        self.stream_events.append((stream, state))
+        log.info("%s stream: %s", stream, state)
+
+    def streams_status(self) -> dict[str, Any]:
+        try:
+            return self.adapter.stream_status()
+        except Exception:  # the heartbeat must never die on a status read
+            return {"market": "unknown", "user": "unknown"}
+
+    # -- executing the engine's commands ------------------------------------------------------------
+
+    def _kick(self) -> None:
+        if self.engine.has_commands():
+            self._idle.clear()
+            self._work.set()
+
+    async def _executor(self) -> None:
+        """The one task that sends the engine's commands to the exchange, in order."""
+        while True:
+            await self._work.wait()
+            self._work.clear()
+            while True:
+                cmds = self.engine.take_commands()
+                if not cmds:
+                    break
+                for cmd in cmds:
+                    await execute_async(self.engine, self.adapter, cmd)
+            if not self.engine.has_commands():
+                self._idle.set()
+
+    async def _apply_operator_commands(self) -> None:
+        while not self.commands.empty():
+            self.engine.handle(self.commands.get_nowait())
+            self._kick()
+
+    async def settle(self) -> None:
+        """Until the engine has no commands left and every event they caused has been applied."""
+        for _ in range(10_000):
+            self._kick()
+            await self._idle.wait()
+            if self.control is None:
+                return
+            status = await self.control.status()
+            await self.adapter.wait_user_events(status["userEventSeq"], timeout_s=self.event_timeout_s)
+            if not self.engine.has_commands():
+                return
+        raise RuntimeError("engine and exchange did not settle")
+
+    # -- main loops -------------------------------------------------------------------------------
+
+    async def _lockstep(self) -> None:
+        """Sim at full speed: one candle at a time, in the backtest's order."""
+        ctl = self.control
+        while not self._stop.is_set():
+            await self._apply_operator_commands()
+            r = await ctl.advance()
+            if r["finished"]:
+                self.finished = True
+                break
+            # 1. every user-data event the candle caused (triggered stops …) is applied first
+            await self.adapter.wait_user_events(r["userEventSeq"], timeout_s=self.event_timeout_s)
+            await self.settle()
+            # 2. then the closed candle itself reaches the engine
+            candle = await self._take_candle(r["symbol"], r["openTime"])
+            self.engine.on_candle(candle)
+            await self.settle()
+        if self.finished and self.close_at_end:
+            self.engine.end_of_data()
+            await self.settle()
+        elif not self.finished:
+            self.stopped_early = True
+            log.warning("stopped before the end of the data; positions stay open with their stops resting")
+
+    async def _take_candle(self, symbol: str, open_time_ms: int) -> Candle:
+        deadline = asyncio.get_running_loop().time() + self.event_timeout_s
+        while True:
+            while self._pending_candles:
+                c = self._pending_candles.popleft()
+                if c.symbol == symbol and c.open_time_ms == open_time_ms:
+                    return c
+                log.warning("lockstep: unexpected candle %s %d while waiting for %s %d (processed in order)",
+                            c.symbol, c.open_time_ms, symbol, open_time_ms)
+                self.engine.on_candle(c)
+                await self.settle()
+            self._candle_arrived.clear()
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError(f"kline {symbol} {open_time_ms} did not arrive on the market stream")
+            try:
+                await asyncio.wait_for(self._candle_arrived.wait(), timeout=remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _live(self) -> None:
+        """Live (testnet/mainnet, or a paced sim): react to streams until stopped or the replay ends."""
+        while not self._stop.is_set():
+            await self._apply_operator_commands()
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=0.2)
+            except asyncio.TimeoutError:
+                pass
+            if self.replay_finished():
+                self.finished = True
+                break
+        await self.settle()
+        if self.finished and self.close_at_end:
+            self.engine.end_of_data()
+            await self.settle()
+        elif not self.finished:
+            self.stopped_early = True
+
+    async def _main(self) -> None:
+        executor = asyncio.create_task(self._executor(), name="order-executor")
+        try:
+            if self.control is not None:
+                await self._lockstep()
+            else:
+                await self._live()
+        finally:
+            executor.cancel()
+            await asyncio.gather(executor, return_exceptions=True)
+
+
+# -- sessions -------------------------------------------------------------------------------------
+
+
+async def run_live_session(
+    settings,
+    *,
+    run_id: str,
+    paths: RunPaths,
+    journal,
+    endpoints,
+    credentials,
+    sim_parts: tuple | None = None,
+    install_signal_handlers: bool = True,
+    on_runtime=None,
+    strict: bool = False,
+    adapter_options: dict | None = None,
+) -> tuple[dict[str, Any], SimRun]:
+    """Start the adapter against ``endpoints``, configure the account, run the engine until the
+    replay ends (sim) or the operator stops it, and record the run.
+
+    ``sim_parts`` = (SimExchange, LocalExchange, candles, files) in sim mode; the local server must
+    already be started. In sim mode with ``speed == 0`` the replay runs in lockstep.
+    """
+    import json
+
+    from engine.backtest import build_engine
+    from engine.exchange.binance.adapter import BinanceAdapter
+    from engine.exchange.binance.rest import BinanceRest
+    from engine.runtime import install_stop_signals
+    from engine.state.store import Store
+
+    holder: dict[str, LiveRuntime] = {}
+    rest = BinanceRest(endpoints, credentials, recv_window_ms=int(settings.recv_window_ms))
+    adapter = BinanceAdapter(
+        rest,
+        endpoints,
+        symbols=list(settings.symbols),
+        ws_max_backoff_s=float(settings.ws_max_backoff_s),
+        on_candle=lambda c: holder["rt"].on_candle(c),
+        on_mark=lambda m: holder["rt"].on_mark(m),
+        on_user_event=lambda e: holder["rt"].on_user_event(e),
+        on_stream_status=lambda s_, st: holder["rt"].on_stream_status(s_, st),
+        **(adapter_options or {}),
+    )
+    control = None
+    try:
+        await adapter.start()
+        rules = await adapter.symbol_rules()
+        notes = await adapter.configure(leverage=int(settings.leverage), margin_type=settings.margin_type,
+                                        position_mode=settings.position_mode)
+        for n in notes:
+            log.info("%s", n)
+        engine = build_engine(settings, rules, run_id=run_id, journal=journal, strict=strict)
+        engine.bootstrap(await adapter.account(), await adapter.positions())
+        if sim_parts is not None:
+            sim, server, candles, files = sim_parts
+            starting = engine.starting_wallet
+        else:
+            sim, server, candles, files = None, None, [], []
+            starting = engine.starting_wallet
+        run = SimRun(run_id, sim, adapter, engine, journal, list(candles), list(files), starting,
+                     mode=settings.mode)
+        lockstep = server is not None and float(settings.sim.speed) == 0
+        if lockstep:
+            from engine.exchange.sim.server import SimControl
+
+            control = await SimControl.connect(server.ws_url)
+        store = await Store.open(paths.db_path)
+        try:
+            await store.start_run(run_id, candles[0].open_time_ms if candles else engine.clock.now_ms(),
+                                  settings.mode, settings.active_strategy, json.dumps(settings.redacted_dict()))
+            rt = LiveRuntime(run, adapter, store, paths, control=control,
+                             heartbeat_interval_s=float(settings.heartbeat_interval_s),
+                             replay_finished=(lambda: server.replay_finished) if server is not None else None)
+            holder["rt"] = rt
+            if on_runtime is not None:
+                on_runtime(rt)
+            await adapter.start_streams()
+            remove = install_stop_signals(rt) if install_signal_handlers else (lambda: None)
+            try:
+                summary = await rt.run()
+            finally:
+                remove()
+            await store.end_run(run_id, engine.clock.now_ms(), json.dumps(summary))
+        finally:
+            await store.close()
+        return summary, run
+    finally:
+        if control is not None:
+            await control.close()
+        await adapter.stop()
+
+
+async def run_sim_over_wire(settings, *, run_id: str, paths: RunPaths, journal, files, funding,
+                            install_signal_handlers: bool = True, on_runtime=None, strict: bool = False,
+                            adapter_options: dict | None = None, on_server=None) -> tuple[dict[str, Any], SimRun]:
+    """Sim mode: the local Binance-compatible server replays the data and the real adapter trades on it."""
+    from engine.backtest import build_sim_exchange, check_symbols
+    from engine.data import merged_candles
+    from engine.exchange.binance.endpoints import Credentials, Endpoints
+    from engine.exchange.sim.matching import load_default_rules
+    from engine.exchange.sim.server import DEFAULT_API_KEY, DEFAULT_API_SECRET, LocalExchange
+
+    rules = load_default_rules()
+    check_symbols(files, rules)
+    candles = merged_candles(files)
+    sim = build_sim_exchange(settings, rules, candles, funding)
+    server = LocalExchange(sim, candles, speed=float(settings.sim.speed))
+    await server.start()
+    if on_server is not None:
+        on_server(server)
+    try:
+        endpoints = Endpoints.local(server.rest_url, server.ws_url)
+        creds = Credentials(DEFAULT_API_KEY, secret=DEFAULT_API_SECRET)
+        return await run_live_session(settings, run_id=run_id, paths=paths, journal=journal, endpoints=endpoints,
+                                      credentials=creds, sim_parts=(sim, server, candles, files),
+                                      install_signal_handlers=install_signal_handlers, on_runtime=on_runtime,
+                                      strict=strict, adapter_options=adapter_options)
+    finally:
+        await server.stop()
