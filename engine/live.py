@@ -48,11 +48,13 @@ class LiveRuntime(RuntimeBase):
         self.control = control  # SimControl in lockstep sim mode, else None
         self.event_timeout_s = event_timeout_s
         self.close_at_end = close_at_end
+        self.has_replay = replay_finished is not None or control is not None
         self.replay_finished = replay_finished or (lambda: False)  # a paced sim replay can end; live never does
         self.engine: Engine = run.engine
         self._pending_candles: deque[Candle] = deque()
         self._candle_arrived = asyncio.Event()
-        self._work = asyncio.Event()
+        self._queues: dict[str, deque] = {}
+        self._workers: dict[str, asyncio.Task] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self.candles_received = 0
@@ -89,22 +91,31 @@ class LiveRuntime(RuntimeBase):
     # -- executing the engine's commands ------------------------------------------------------------
 
     def _kick(self) -> None:
-        if self.engine.has_commands():
+        """Dispatch the engine's new commands at once: one worker per symbol keeps each symbol's
+        commands in order (entry before its stop, …) while different symbols go out concurrently."""
+        for cmd in self.engine.take_commands():
+            sym = cmd.req.symbol if hasattr(cmd, "req") else cmd.symbol
+            q = self._queues.get(sym)
+            if q is None:
+                q = self._queues[sym] = deque()
+            q.append(cmd)
+            if sym not in self._workers:
+                self._workers[sym] = asyncio.get_running_loop().create_task(self._drain(sym),
+                                                                              name=f"orders-{sym}")
+        if self._workers:
             self._idle.clear()
-            self._work.set()
 
-    async def _executor(self) -> None:
-        """The one task that sends the engine's commands to the exchange, in order."""
-        while True:
-            await self._work.wait()
-            self._work.clear()
-            while True:
-                cmds = self.engine.take_commands()
-                if not cmds:
-                    break
-                for cmd in cmds:
-                    await execute_async(self.engine, self.adapter, cmd)
-            if not self.engine.has_commands():
+    async def _drain(self, symbol: str) -> None:
+        q = self._queues[symbol]
+        try:
+            while q:
+                await execute_async(self.engine, self.adapter, q.popleft())
+                self._kick()  # an outcome may call for more commands (e.g. the stop after a fill)
+        finally:
+            del self._workers[symbol]
+            if not q:
+                self._queues.pop(symbol, None)
+            if not self._workers:
                 self._idle.set()
 
     async def _apply_operator_commands(self) -> None:
@@ -147,8 +158,7 @@ class LiveRuntime(RuntimeBase):
             self.engine.end_of_data()
             await self.settle()
         elif not self.finished:
-            self.stopped_early = True
-            log.warning("stopped before the end of the data; positions stay open with their stops resting")
+            self._stopped()
 
     async def _take_candle(self, symbol: str, open_time_ms: int) -> Candle:
         deadline = asyncio.get_running_loop().time() + self.event_timeout_s
@@ -186,18 +196,26 @@ class LiveRuntime(RuntimeBase):
             self.engine.end_of_data()
             await self.settle()
         elif not self.finished:
+            self._stopped()
+
+    def _stopped(self) -> None:
+        if self.has_replay:
             self.stopped_early = True
+            log.warning("stopped before the end of the data; positions stay open with their stops resting "
+                        "on the exchange")
+        else:  # live: stopping is the normal end of a session
+            log.warning("stopped by the operator; positions stay open with their stops resting on the exchange")
 
     async def _main(self) -> None:
-        executor = asyncio.create_task(self._executor(), name="order-executor")
         try:
             if self.control is not None:
                 await self._lockstep()
             else:
                 await self._live()
         finally:
-            executor.cancel()
-            await asyncio.gather(executor, return_exceptions=True)
+            workers = list(self._workers.values())
+            if workers:
+                await asyncio.gather(*workers, return_exceptions=True)
 
 
 # -- sessions -------------------------------------------------------------------------------------

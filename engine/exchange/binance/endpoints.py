@@ -47,3 +47,9 @@ class Endpoints:
     @property
     def is_mainnet(self) -> bool:
         return self.name == "mainnet"
+
+
+# ``Credentials`` lives in ``signing`` (with the signers); importable from here too, next to Endpoints.
+from engine.exchange.binance.signing import Credentials  # noqa: E402
+
+__all__ = ["Credentials", "Endpoints"]

@@ -110,12 +110,17 @@ def make_signer(creds: Credentials | None) -> Signer | None:
         pem = creds.private_key_pem.encode("utf-8") if isinstance(creds.private_key_pem, str) else creds.private_key_pem
         password = creds.passphrase.encode("utf-8") if creds.passphrase else None
         try:
-            key = serialization.load_pem_private_key(pem, password=password)
+            try:
+                key = serialization.load_pem_private_key(pem, password=password)
+            except TypeError:
+                if password is None:
+                    raise
+                key = serialization.load_pem_private_key(pem, password=None)  # passphrase given, key not encrypted
         except (ValueError, TypeError) as exc:
             # cryptography's messages do not contain key material, but keep only the class name anyway.
             raise AuthError(0, f"cannot load the API private key ({type(exc).__name__}): expected an RSA "
                                "PKCS#8 or Ed25519 PEM, and the right passphrase if it is encrypted",
-                            0, hint="check BINANCE_PRIVATE_KEY / its passphrase") from None
+                            0, hint="check the configured private key and its passphrase") from None
         if isinstance(key, Ed25519PrivateKey):
             return Ed25519Signer(key)
         if isinstance(key, RSAPrivateKey):

@@ -538,6 +538,11 @@ class SimExchange:
 
     # -- introspection ----------------------------------------------------------------------
 
+    @property
+    def rules(self) -> dict[str, SymbolRules]:
+        """The symbols' exchange rules (read-only view; do not mutate)."""
+        return self._rules
+
     def wallet_balance(self) -> Decimal:
         return self._wallet
 
@@ -1168,6 +1173,22 @@ class SimExchange:
     def get_position_mode(self, params: Mapping[str, Any]) -> dict:
         """``GET /fapi/v1/positionSide/dual``."""
         return {"dualSidePosition": self._hedge}
+
+    def commission_rate(self, params: Mapping[str, Any]) -> dict:
+        """``GET /fapi/v1/commissionRate`` (the sim's configured maker/taker rates)."""
+        st = self._symbol(params)
+        return {"symbol": st.symbol, "makerCommissionRate": fmt(self._maker),
+                "takerCommissionRate": fmt(self._taker), "rpiCommissionRate": "0"}
+
+    def symbol_config(self, params: Mapping[str, Any]) -> list:
+        """``GET /fapi/v1/symbolConfig``: margin type and leverage per symbol (all without ``symbol``)."""
+        syms = [self._symbol(params)] if _get(params, "symbol") is not None else list(self._syms.values())
+        out = []
+        for st in syms:
+            cap = st.rules.max_notional_for_leverage(st.leverage)
+            out.append({"symbol": st.symbol, "marginType": st.margin_type.value, "isAutoAddMargin": False,
+                        "leverage": st.leverage, "maxNotionalValue": fmt(cap) if cap is not None else "0"})
+        return out
 
     def leverage_brackets(self, params: Mapping[str, Any]) -> list:
         """``GET /fapi/v1/leverageBracket`` (numbers are JSON numbers, like Binance)."""
