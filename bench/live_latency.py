@@ -154,6 +154,16 @@ async def main() -> None:
     rest = BinanceRest(endpoints, Credentials(DEFAULT_API_KEY, secret=DEFAULT_API_SECRET), max_workers=16)
     holder: dict = {}
 
+    def on_write(path, params):  # the order's bytes were just written to the socket
+        if str(params.get("newClientOrderId", "")).startswith("pdE"):
+            t1 = time.perf_counter()
+            t0 = arrivals.pop(params.get("symbol", ""), None)
+            if t0 is not None:
+                decisions.append(t1 - t0)
+
+    if rest.order_sender is not None:
+        rest.order_sender.on_write = on_write
+
     def on_candle(c):
         arrivals[c.symbol] = current["t0"]
         holder["rt"].on_candle(c)

@@ -2,6 +2,7 @@
 
 import asyncio
 import csv
+from decimal import Decimal
 import os
 import signal
 import subprocess
@@ -117,3 +118,50 @@ def test_ctrl_c_stops_cleanly_with_everything_flushed(tmp_path):
             await store.close()
 
     asyncio.run(check())
+
+
+def test_mainnet_refuses_to_start_without_the_real_money_confirmation(clean_env, capsys, monkeypatch):
+    monkeypatch.setenv("BINANCE_API_KEY", "k" * 16)
+    monkeypatch.setenv("BINANCE_API_SECRET", "s" * 16)
+    state = clean_env / "state"
+    assert main(["--no-ui", "--mode", "mainnet", "--state-dir", str(state)]) == 2
+    err = capsys.readouterr().err
+    assert "MAINNET" in err and "REAL MONEY" in err and "--confirm-real-money" in err
+    assert "s" * 16 not in err and not (state / "perpdeck.db").exists()
+
+
+def test_testnet_without_keys_says_which_variables_to_set(clean_env, capsys):
+    assert main(["--no-ui", "--mode", "testnet", "--state-dir", str(clean_env / "s")]) == 2
+    assert "BINANCE_API_KEY" in capsys.readouterr().err
+
+
+def test_sim_exchange_subcommand_serves_a_binance_client(tmp_path):
+    """`perpdeck sim-exchange` as a real process; an unmodified UMFutures client talks to it."""
+    import socket
+
+    from binance.um_futures import UMFutures
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERPDECK_", "BINANCE_"))}
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "sim-exchange", "--port", str(port),
+                             "--ws-port", "0", "--api-key", "cli-key", "--api-secret", "cli-secret"],
+                            cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        client = UMFutures(key="cli-key", secret="cli-secret", base_url=f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 60
+        while True:  # until the server is listening
+            try:
+                assert client.time()["serverTime"] > 0
+                break
+            except Exception:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        assert {s["symbol"] for s in client.exchange_info()["symbols"]} >= {"BTCUSDT", "ETHUSDT"}
+        assert Decimal(client.balance()[0]["balance"]) > 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)

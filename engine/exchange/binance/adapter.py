@@ -95,6 +95,11 @@ class BinanceAdapter:
                 log.warning("%s is %s on Binance, not TRADING", s, r.status)
             out[s] = with_brackets(r, brackets.get(s, ()))
         self._rules = out
+        if self.rest.order_sender is not None:
+            try:  # the first order should not pay for TCP/TLS set-up
+                await self.rest.order_sender.warm(8)
+            except OSError as exc:
+                log.warning("could not pre-open order connections: %s", type(exc).__name__)
 
     async def symbol_rules(self) -> dict[str, SymbolRules]:
         if not self._rules:

@@ -34,6 +34,7 @@ from binance.um_futures import UMFutures
 from engine.clock import WallClock
 from engine.exchange.binance.endpoints import Endpoints
 from engine.exchange.binance.errmap import map_exception, short_key
+from engine.exchange.binance.fastsend import FAST_PATHS, OrderSender
 from engine.exchange.binance.signing import Credentials, Signer, make_signer, sign_params
 from engine.exchange.filters import fmt
 from engine.exchange.errors import (
@@ -250,6 +251,7 @@ class BinanceRest:
         not_found_confirmations: int = 2,
         max_rate_wait_s: float = 65.0,
         max_rate_retries: int = 2,
+        fast_orders: bool = True,
     ) -> None:
         self.endpoints = endpoints
         self.recv_window_ms = recv_window_ms
@@ -270,6 +272,10 @@ class BinanceRest:
         self._local = threading.local()
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="binance-rest")
         self._transport: Transport = transport or self._connector_transport
+        # new orders go out from the event loop (no thread hand-off); see fastsend.py
+        self.order_sender = (OrderSender(endpoints.rest_url, self._api_key, self._signer, self.timestamp_ms,
+                                         timeout_s=timeout_s)
+                             if fast_orders and transport is None and self._signer is not None else None)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -321,7 +327,9 @@ class BinanceRest:
 
     async def _send(self, method: str, path: str, params: dict, security: str) -> Any:
         try:
-            if _is_async(self._transport):
+            if self.order_sender is not None and method == "POST" and path in FAST_PATHS:
+                data, headers = await self.order_sender(method, path, params, security)
+            elif _is_async(self._transport):
                 data, headers = await self._transport(method, path, params, security)
             else:
                 loop = asyncio.get_running_loop()
@@ -543,6 +551,8 @@ class BinanceRest:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def aclose(self) -> None:
+        if self.order_sender is not None:
+            await self.order_sender.close()
         self.close()
 
     def close(self) -> None:

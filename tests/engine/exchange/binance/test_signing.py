@@ -138,7 +138,8 @@ def capture(monkeypatch):
 
 async def test_wire_query_is_signed_last_with_offset_timestamp_and_encoded_ed25519(capture, ed_key):
     rest = BinanceRest(Endpoints.local("http://127.0.0.1:1", "ws://127.0.0.1:1"),
-                       Credentials("KEY-abc", private_key_pem=_pem(ed_key)), wall_ms=lambda: 1_000_000)
+                       Credentials("KEY-abc", private_key_pem=_pem(ed_key)), wall_ms=lambda: 1_000_000,
+                       fast_orders=False)  # the connector's own path (orders normally take fastsend)
     rest.offset_ms = 2_500
     data = await rest.call("POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
                                                       "quantity": "0.001", "newClientOrderId": "a@b"},
@@ -177,3 +178,24 @@ async def test_each_worker_thread_has_its_own_session(capture):
     assert all(len(threads) == 1 for threads in by_session.values())
     assert "signature" not in capture.calls[0]["params"]  # NONE security: unsigned
     rest.close()
+
+
+def test_fast_order_path_sends_the_same_signed_query_as_the_connector(ed_key):
+    """fastsend writes exactly the query string the connector would (encoding, timestamp, signature last)."""
+    from binance.lib.utils import cleanNoneValue, encoded_string
+
+    from engine.exchange.binance.fastsend import OrderSender
+    from engine.exchange.binance.signing import make_signer, sign_params
+
+    signer = make_signer(Credentials("KEY-abc", private_key_pem=_pem(ed_key)))
+    params = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001",
+              "newClientOrderId": "a@b", "recvWindow": 5000}
+    sender = OrderSender("https://fapi.binance.com", "KEY-abc", signer, lambda: 1_002_500)
+    raw = sender._request_bytes("POST", "/fapi/v1/order", dict(params)).decode()
+    line, *headers = raw.split("\r\n")
+    expected = encoded_string(cleanNoneValue(sign_params(params, 1_002_500, signer)))
+    assert line == f"POST /fapi/v1/order?{expected} HTTP/1.1"
+    assert "X-MBX-APIKEY: KEY-abc" in headers and "Host: fapi.binance.com" in headers
+    head, sig = expected.rsplit("&signature=", 1)
+    assert head.endswith("&timestamp=1002500") and "newClientOrderId=a@b" in head
+    ed_key.public_key().verify(base64.b64decode(unquote(sig)), head.encode())
