@@ -117,25 +117,15 @@ class ExchangeError(Exception):
 class TransientError(ExchangeError):
     """Certainly not applied (overload, maintenance, connection refused): retry with backoff."""
 
-    @property
-    def retryable(self) -> bool:
-        return True
-
-    @property
-    def unknown_status(self) -> bool:
-        return False
+    retryable = True
+    unknown_status = False
 
 
 class UnknownStatusError(ExchangeError):
     """The request may have been applied. Orders: query by client id, never resend blindly."""
 
-    @property
-    def retryable(self) -> bool:
-        return False
-
-    @property
-    def unknown_status(self) -> bool:
-        return True
+    retryable = False
+    unknown_status = True
 
 
 class RateLimited(ExchangeError):
@@ -147,13 +137,8 @@ class RateLimited(ExchangeError):
         self.until_ms = until_ms
         self.retry_after_s = retry_after_s
 
-    @property
-    def retryable(self) -> bool:
-        return True
-
-    @property
-    def unknown_status(self) -> bool:
-        return False
+    retryable = True
+    unknown_status = False
 
 
 class Banned(RateLimited):
@@ -165,21 +150,14 @@ class Banned(RateLimited):
                          hint=hint if hint is not None else
                          "IP banned by Binance for exceeding rate limits: no requests until the ban ends")
 
-    @property
-    def retryable(self) -> bool:
-        return False
+    retryable = False
 
 
 class AuthError(ExchangeError):
     """Bad key, bad signature, missing futures permission, IP not allow-listed (-1022/-2014/-2015/401)."""
 
-    @property
-    def retryable(self) -> bool:
-        return False
-
-    @property
-    def unknown_status(self) -> bool:
-        return False
+    retryable = False
+    unknown_status = False
 
 
 class ExchangeConfigError(ExchangeError):

@@ -37,6 +37,7 @@ from engine.exchange.binance.errmap import map_exception, short_key
 from engine.exchange.binance.fastsend import FAST_PATHS, OrderSender
 from engine.exchange.binance.signing import Credentials, Signer, make_signer, sign_params
 from engine.exchange.filters import fmt
+from engine.exchange.weights import klines_weight
 from engine.exchange.errors import (
     AuthError,
     Banned,
@@ -580,16 +581,6 @@ def wire_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def _is_async(fn: Any) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
-
-
-def klines_weight(limit: int) -> int:
-    if limit < 100:
-        return 1
-    if limit < 500:
-        return 2
-    if limit <= 1000:
-        return 5
-    return 10
 
 
 def _is_not_found(err: ExchangeError) -> bool:

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from engine.clock import WallClock
 from engine.exchange.sim.matching import SimApiError, SimExchange
 from engine.exchange.sim.server.auth import DEFAULT_API_KEY, DEFAULT_API_SECRET, ApiKey, KeyStore
 from engine.exchange.sim.server.faults import Faults
@@ -29,6 +30,7 @@ from engine.exchange.sim.server.rest import RestApi
 from engine.exchange.sim.server.ws import WsClient, WsHub, dumps
 from engine.model import Candle
 
+_WALL = WallClock()  # the request clock; the exchange clock is the replay's
 log = logging.getLogger(__name__)
 
 _KEY_ALPHABET = string.ascii_letters + string.digits
@@ -131,7 +133,7 @@ class LocalExchange:
 
     @staticmethod
     def wall_ms() -> int:
-        return int(time.time() * 1000)
+        return _WALL.now_ms()
 
     def request_time_ms(self) -> int:
         """The request clock: wall clock + ``faults.clock_skew_ms`` (``/fapi/v1/time``, ``timestamp`` check)."""

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Sequence
 
+from engine.exchange.weights import klines_weight
 from engine.exchange.filters import fmt
 from engine.exchange.sim.matching import SimApiError
 from engine.model import Candle
@@ -62,13 +63,7 @@ def kline_weight(params: dict[str, str]) -> int:
         limit = int(params.get("limit") or 500)
     except ValueError:
         return 1
-    if limit < 100:
-        return 1
-    if limit < 500:
-        return 2
-    if limit <= 1000:
-        return 5
-    return 10
+    return klines_weight(limit)
 
 
 class MarketTape:
