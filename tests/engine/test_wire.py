@@ -112,6 +112,10 @@ async def test_entry_with_stop_and_take_profit_and_their_events():
         assert len(fills) == 1 and fills[0].client_order_id == "t-entry" and fills[0].status is OrderStatus.FILLED
         algos = [e for e in h.user if isinstance(e, ExAlgoUpdate)]
         assert {(a.client_algo_id, a.status) for a in algos} >= {("t-sl", AlgoStatus.NEW), ("t-tp", AlgoStatus.NEW)}
+        q = await h.rest.query_order("BTCUSDT", "t-entry")  # query by our client id
+        assert q["status"] == "FILLED" and int(q["orderId"]) == oid and q["clientOrderId"] == "t-entry"
+        qa = await h.rest.query_algo_order("t-sl")
+        assert qa["algoStatus"] == "NEW" and int(qa["algoId"]) == sl and qa["orderType"] == "STOP_MARKET"
         positions = [p for p in await h.adapter.positions() if p.amount != 0]
         assert len(positions) == 1 and positions[0].amount == Decimal("0.010")
         open_algos = await h.adapter.open_algo_orders()
