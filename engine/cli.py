@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--csv", type=Path, required=True, help="output CSV path")
     tr.add_argument("--run", default=None, help="run id (default: the last run)")
     sub.add_parser("strategies", help="list registered strategies")
+    ctl = sub.add_parser("ctl", help="operate a running perpdeck (same state directory) over its local socket")
+    ctl.add_argument("action", choices=["status", "halt", "resume", "flatten"])
     sx = sub.add_parser("sim-exchange", help="run the local Binance-compatible exchange on its own")
     sx.add_argument("--port", type=int, default=8080, help="REST port (default 8080)")
     sx.add_argument("--ws-port", type=int, default=None, help="WebSocket port (default REST port + 1)")
@@ -122,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _export_trades(settings, args)
     if args.command == "sim-exchange":
         return _sim_exchange(settings, args)
+    if args.command == "ctl":
+        return _ctl(settings, args)
     if settings.mode == "mainnet" and not (args.confirm_real_money or settings.mainnet_real_money_confirmed):
         return _fail(
             "MAINNET trades REAL MONEY and is not confirmed: pass --confirm-real-money or set "
@@ -159,6 +163,23 @@ def _export_trades(settings, args) -> int:
         return _fail(str(exc))
     print(f"wrote {n} trades to {args.csv}")
     return EXIT_OK
+
+
+def _ctl(settings, args) -> int:
+    from engine.control import request, socket_path
+
+    path = socket_path(Path(settings.state_dir))
+    if not path.exists():
+        return _fail(f"no running perpdeck with state directory {settings.state_dir} (no {path})")
+    try:
+        reply = asyncio.run(request(path, args.action))
+    except (OSError, asyncio.TimeoutError) as exc:
+        return _fail(f"could not reach perpdeck at {path}: {type(exc).__name__}")
+    if args.json or args.action == "status":
+        print(json.dumps(reply, indent=1))
+    else:
+        print(reply.get("message") or json.dumps(reply.get("flatten") or reply, indent=1))
+    return EXIT_OK if reply.get("ok") else 1
 
 
 def _sim_exchange(settings, args) -> int:

@@ -119,9 +119,14 @@ class LiveRuntime(RuntimeBase):
                 self._idle.set()
 
     async def _apply_operator_commands(self) -> None:
-        while not self.commands.empty():
-            self.engine.handle(self.commands.get_nowait())
-            self._kick()
+        await self._apply_commands()
+
+    async def _settle(self) -> None:
+        await self.settle()
+
+    async def _exchange_open_state(self) -> tuple[list, list, list]:
+        positions = [p for p in await self.adapter.positions() if p.amount != 0]
+        return positions, await self.adapter.open_orders(), await self.adapter.open_algo_orders()
 
     async def settle(self) -> None:
         """Until the engine has no commands left and every event they caused has been applied."""
@@ -234,6 +239,7 @@ async def run_live_session(
     on_runtime=None,
     strict: bool = False,
     adapter_options: dict | None = None,
+    ctl_socket: bool = True,
 ) -> tuple[dict[str, Any], SimRun]:
     """Start the adapter against ``endpoints``, configure the account, run the engine until the
     replay ends (sim) or the operator stops it, and record the run.
@@ -246,7 +252,7 @@ async def run_live_session(
     from engine.backtest import build_engine
     from engine.exchange.binance.adapter import BinanceAdapter
     from engine.exchange.binance.rest import BinanceRest
-    from engine.runtime import install_stop_signals
+    from engine.runtime import ConsoleServices, install_stop_signals
     from engine.state.store import Store
 
     holder: dict[str, LiveRuntime] = {}
@@ -293,14 +299,15 @@ async def run_live_session(
                              heartbeat_interval_s=float(settings.heartbeat_interval_s),
                              replay_finished=(lambda: server.replay_finished) if server is not None else None)
             holder["rt"] = rt
-            if on_runtime is not None:
-                on_runtime(rt)
-            await adapter.start_streams()
-            remove = install_stop_signals(rt) if install_signal_handlers else (lambda: None)
-            try:
-                summary = await rt.run()
-            finally:
-                remove()
+            async with ConsoleServices(rt, paths.state_dir, control=ctl_socket):
+                if on_runtime is not None:
+                    on_runtime(rt)
+                await adapter.start_streams()
+                remove = install_stop_signals(rt) if install_signal_handlers else (lambda: None)
+                try:
+                    summary = await rt.run()
+                finally:
+                    remove()
             await store.end_run(run_id, engine.clock.now_ms(), json.dumps(summary))
         finally:
             await store.close()
@@ -313,7 +320,8 @@ async def run_live_session(
 
 async def run_sim_over_wire(settings, *, run_id: str, paths: RunPaths, journal, files, funding,
                             install_signal_handlers: bool = True, on_runtime=None, strict: bool = False,
-                            adapter_options: dict | None = None, on_server=None) -> tuple[dict[str, Any], SimRun]:
+                            adapter_options: dict | None = None, on_server=None,
+                            ctl_socket: bool = True) -> tuple[dict[str, Any], SimRun]:
     """Sim mode: the local Binance-compatible server replays the data and the real adapter trades on it."""
     from engine.backtest import build_sim_exchange, check_symbols
     from engine.data import merged_candles
@@ -335,6 +343,6 @@ async def run_sim_over_wire(settings, *, run_id: str, paths: RunPaths, journal, 
         return await run_live_session(settings, run_id=run_id, paths=paths, journal=journal, endpoints=endpoints,
                                       credentials=creds, sim_parts=(sim, server, candles, files),
                                       install_signal_handlers=install_signal_handlers, on_runtime=on_runtime,
-                                      strict=strict, adapter_options=adapter_options)
+                                      strict=strict, adapter_options=adapter_options, ctl_socket=ctl_socket)
     finally:
         await server.stop()

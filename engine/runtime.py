@@ -11,12 +11,15 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.backtest import SimRun, finish, step, summarize
 from engine.clock import WallClock
 from engine.core import pump
 from engine.heartbeat import write_heartbeat
+
+if TYPE_CHECKING:
+    from engine.facade import FlattenReport
 
 log = logging.getLogger("engine.runtime")
 
@@ -61,6 +64,77 @@ class RuntimeBase:
     def submit(self, command: object) -> None:
         """Queue an operator command (Halt, Resume, FlattenAll, SwitchStrategy)."""
         self.commands.put_nowait(command)
+
+    # -- emergency flatten ------------------------------------------------------------------------
+
+    flatten_report = None  # FlattenReport of the last flatten (for the console and ctl)
+    flatten_attempts = 6
+
+    async def _settle(self) -> None:
+        """Carry out the engine's pending exchange commands and apply what they caused."""
+        raise NotImplementedError
+
+    async def _exchange_open_state(self) -> tuple[list, list, list]:
+        """(positions, open orders, open algo orders) as the exchange reports them now."""
+        raise NotImplementedError
+
+    async def flatten(self, reason: str) -> "FlattenReport":
+        """Halt; cancel every open and conditional order; close every position reduce-only at
+        market; then re-query the exchange until it reports flat, retrying what is left. Never
+        gives up silently: the report says exactly what is still open and why."""
+        from engine.events import FlattenAll
+        from engine.exchange.errors import ExchangeError
+        from engine.facade import FlattenReport
+        from engine.model import OrderPurpose
+
+        eng = self.run_.engine
+        self.flatten_report = FlattenReport("running", 1, detail="cancelling orders and closing positions")
+        eng.handle(FlattenAll(reason))
+        detail = ""
+        left_p: list = []
+        left_o: list = []
+        for attempt in range(1, self.flatten_attempts + 1):
+            try:
+                await self._settle()
+                positions, orders, algos = await self._exchange_open_state()
+            except ExchangeError as exc:  # transient: report it and try again
+                detail = f"attempt {attempt}: {exc}"
+                self.flatten_report = FlattenReport("running", attempt, detail=detail)
+                await asyncio.sleep(min(2.0, 0.2 * 2 ** attempt))
+                continue
+            left_p = [f"{p.symbol} {'LONG' if p.amount > 0 else 'SHORT'} {p.amount.copy_abs()}" for p in positions]
+            left_o = [f"{o.get('symbol')} {o.get('type') or o.get('orderType')} "
+                      f"{o.get('clientOrderId') or o.get('clientAlgoId')}" for o in orders + algos]
+            if not positions and not orders and not algos:
+                self.flatten_report = FlattenReport("flat", attempt, detail="the exchange reports no positions "
+                                                                             "and no open or conditional orders")
+                log.warning("flatten: flat after %d attempt(s)", attempt)
+                return self.flatten_report
+            self.flatten_report = FlattenReport("running", attempt, tuple(left_p), tuple(left_o), detail)
+            # what is still there (possibly not ours, or placed meanwhile): cancel and close it directly
+            for o in algos:
+                eng.orders.outbox.append(_cancel_algo(o))
+            for o in orders:
+                eng.orders.outbox.append(_cancel_order(o))
+            for p in positions:
+                eng.orders.close_position((p.symbol, p.position_side), OrderPurpose.FLATTEN, p.amount)
+            await asyncio.sleep(min(2.0, 0.05 * 2 ** attempt))
+        self.flatten_report = FlattenReport("failed", self.flatten_attempts, tuple(left_p), tuple(left_o),
+                                            detail or "still open after every retry: act on the exchange directly")
+        log.critical("flatten FAILED: still open: %s %s", left_p, left_o)
+        return self.flatten_report
+
+    async def _apply_commands(self) -> None:
+        from engine.events import FlattenAll
+
+        eng = self.run_.engine
+        while not self.commands.empty():
+            cmd = self.commands.get_nowait()
+            if isinstance(cmd, FlattenAll):
+                await self.flatten(cmd.reason)
+            else:
+                eng.handle(cmd)
+                await self._settle()
 
     async def _flusher(self) -> None:
         while True:
@@ -160,12 +234,13 @@ class SimRuntime(RuntimeBase):
         self.close_at_end = close_at_end
         self.position = 0  # candles replayed
 
-    def _apply_commands(self) -> None:
-        eng = self.run_.engine
-        while not self.commands.empty():
-            cmd = self.commands.get_nowait()
-            eng.handle(cmd)
-            pump(eng, self.run_.port)
+    async def _settle(self) -> None:
+        pump(self.run_.engine, self.run_.port)
+
+    async def _exchange_open_state(self) -> tuple[list, list, list]:
+        sim = self.run_.sim
+        positions = [p for p in self.run_.port.positions() if p.amount != 0]
+        return positions, sim.open_orders({}), sim.open_algo_orders({})
 
     def heartbeat_doc(self) -> dict[str, Any]:
         doc = super().heartbeat_doc()
@@ -203,9 +278,9 @@ class SimRuntime(RuntimeBase):
                 await asyncio.sleep(0)
             self.position = i
             if not self.commands.empty():
-                self._apply_commands()
+                await self._apply_commands()
         self.position = i
-        self._apply_commands()
+        await self._apply_commands()
         if i >= n:
             if self.close_at_end:
                 finish(run)
@@ -252,8 +327,32 @@ def install_stop_signals(rt: RuntimeBase):
     return remove
 
 
+class ConsoleServices:
+    """The facade (for a console) and the ctl socket around a runtime, for the length of a session."""
+
+    def __init__(self, rt: RuntimeBase, state_dir: Path, *, control: bool = True) -> None:
+        from engine.control import ControlServer, socket_path
+        from engine.facade import LogRing, RuntimeFacade
+
+        self.ring = LogRing()
+        logging.getLogger().addHandler(self.ring)
+        self.facade = RuntimeFacade(rt, self.ring)
+        rt.facade = self.facade
+        self.control = ControlServer(socket_path(state_dir), self.facade, rt) if control else None
+
+    async def __aenter__(self) -> "ConsoleServices":
+        if self.control is not None:
+            await self.control.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.control is not None:
+            await self.control.stop()
+        logging.getLogger().removeHandler(self.ring)
+
+
 async def run_sim_session(settings, run, paths: RunPaths, *, install_signal_handlers: bool = True,
-                          on_runtime=None) -> dict[str, Any]:
+                          on_runtime=None, ctl_socket: bool = True) -> dict[str, Any]:
     """Open the store, record the run, replay it through :class:`SimRuntime`, close the run.
 
     The CLI's headless mode and the tests run exactly this. SIGINT/SIGTERM stop the replay
@@ -269,14 +368,27 @@ async def run_sim_session(settings, run, paths: RunPaths, *, install_signal_hand
                               settings.active_strategy, json.dumps(settings.redacted_dict()))
         rt = SimRuntime(run, store, paths, speed=float(settings.sim.speed),
                         heartbeat_interval_s=float(settings.heartbeat_interval_s))
-        if on_runtime is not None:
-            on_runtime(rt)
-        remove = install_stop_signals(rt) if install_signal_handlers else (lambda: None)
-        try:
-            summary = await rt.run()
-        finally:
-            remove()
+        async with ConsoleServices(rt, paths.state_dir, control=ctl_socket):
+            if on_runtime is not None:
+                on_runtime(rt)
+            remove = install_stop_signals(rt) if install_signal_handlers else (lambda: None)
+            try:
+                summary = await rt.run()
+            finally:
+                remove()
         await store.end_run(run.run_id, run.engine.clock.now_ms(), json.dumps(summary))
         return summary
     finally:
         await store.close()
+
+
+def _cancel_algo(o: dict):
+    from engine.orders.manager import CancelAlgoOrder
+
+    return CancelAlgoOrder(str(o.get("symbol")), str(o.get("clientAlgoId")))
+
+
+def _cancel_order(o: dict):
+    from engine.orders.manager import CancelOrder
+
+    return CancelOrder(str(o.get("symbol")), str(o.get("clientOrderId")))

@@ -165,3 +165,48 @@ def test_sim_exchange_subcommand_serves_a_binance_client(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
+
+
+def _ctl(state, action):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERPDECK_", "BINANCE_"))}
+    r = subprocess.run([sys.executable, "-m", "engine.cli", "--state-dir", str(state), "ctl", action],
+                       env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    import json
+
+    return r.returncode, (json.loads(r.stdout) if r.stdout.strip().startswith("{") else r.stdout), r.stderr
+
+
+def test_ctl_operates_a_running_headless_instance(tmp_path):
+    from engine.control import socket_path
+
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERPDECK_", "BINANCE_"))}
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "--no-ui", "--speed", "600", "--state-dir",
+                             str(state)], cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        sock = socket_path(state)
+        deadline = time.monotonic() + 60
+        while not sock.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)  # waiting for the instance to come up
+        assert sock.exists(), proc.communicate(timeout=5)
+        assert oct(sock.stat().st_mode & 0o777) == "0o600"  # only this user can open it
+        rc, doc, _ = _ctl(state, "status")
+        assert rc == 0 and doc["status"]["state"] == "ACTIVE" and doc["status"]["mode"] == "sim"
+        assert {"position_count", "total_unrealized_pnl", "daily_trades", "daily_pnl"} <= set(doc["status"])
+        rc, _, _ = _ctl(state, "halt")
+        assert rc == 0
+        rc, doc, _ = _ctl(state, "status")
+        assert doc["status"]["state"] == "HALTED" and "ctl" in doc["status"]["halt_reason"]
+        assert _ctl(state, "resume")[0] == 0
+        assert _ctl(state, "status")[1]["status"]["state"] == "ACTIVE"
+        rc, out, _ = _ctl(state, "flatten")
+        assert rc == 0 and out["state"] == "flat"
+        doc = _ctl(state, "status")[1]["status"]
+        assert doc["state"] == "HALTED" and doc["position_count"] == 0 and doc["open_algo_orders"] == 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    assert not socket_path(state).exists()  # removed on exit
+    rc, _, err = _ctl(state, "status")
+    assert rc == 2 and "no running perpdeck" in err
