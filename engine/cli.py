@@ -137,8 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.in_process and settings.mode != "sim":
         return _fail("--in-process is for sim mode only")
     if not args.no_ui:
-        print("perpdeck: the full-screen console is not available in this build yet; running headless.",
-              file=sys.stderr)
+        return run_headless(settings, in_process=args.in_process, console=True)
     return run_headless(settings, json_out=args.json, in_process=args.in_process)
 
 
@@ -213,8 +212,12 @@ def _credentials(settings):
     return Credentials(key, secret=secret)
 
 
-def run_headless(settings, *, json_out: bool = False, run_id: str | None = None, in_process: bool = False) -> int:
-    """Validate everything, then run headless until the data ends (sim) or Ctrl-C; print the summary."""
+def run_headless(settings, *, json_out: bool = False, run_id: str | None = None, in_process: bool = False,
+                 console: bool = False) -> int:
+    """Validate everything, then run until the data ends (sim) or the operator stops it.
+
+    Headless: Ctrl-C/SIGTERM stop cleanly and the summary is printed. ``console``: the Textual
+    console runs with the engine inside its event loop; the summary is printed after it closes."""
     from engine.backtest import build_sim_run, format_summary, load_market_data
     from engine.data import DataError
     from engine.logs import setup_logging
@@ -244,27 +247,44 @@ def run_headless(settings, *, json_out: bool = False, run_id: str | None = None,
 
     paths = RunPaths.for_run(Path(settings.state_dir), Path(settings.db_path), run_id)
     secrets = [v.get_secret_value() for v in (settings.binance_api_key, settings.binance_api_secret) if v is not None]
-    setup_logging(settings.log_level, paths.log_file, secrets, banner="MAINNET" if mode == "mainnet" else None)
+    setup_logging(settings.log_level, paths.log_file, secrets, banner="MAINNET" if mode == "mainnet" else None,
+                  console=not console)  # the console owns the terminal: logs go to the file and the log pane
     if mode == "mainnet":
         print("\n  *** MAINNET — REAL MONEY — every order trades real funds ***\n", file=sys.stderr)
     log.info("run %s: mode %s, symbols %s, strategy %s", run_id, mode.upper(), ",".join(settings.symbols),
              settings.active_strategy)
 
-    async def go() -> dict[str, Any]:
+    async def go(on_runtime=None) -> dict[str, Any]:
+        signals = on_runtime is None  # the console handles Ctrl-C itself
         if run is not None:
-            return await run_sim_session(settings, run, paths)
+            return await run_sim_session(settings, run, paths, on_runtime=on_runtime,
+                                         install_signal_handlers=signals)
         from engine.live import run_live_session, run_sim_over_wire
 
         if mode == "sim":
             summary, _ = await run_sim_over_wire(settings, run_id=run_id, paths=paths, journal=journal,
-                                                 files=files, funding=funding)
+                                                 files=files, funding=funding, on_runtime=on_runtime,
+                                                 install_signal_handlers=signals)
             return summary
         from engine.exchange.binance.endpoints import Endpoints
 
         endpoints = Endpoints.mainnet() if mode == "mainnet" else Endpoints.testnet()
         summary, _ = await run_live_session(settings, run_id=run_id, paths=paths, journal=journal,
-                                            endpoints=endpoints, credentials=_credentials(settings))
+                                            endpoints=endpoints, credentials=_credentials(settings),
+                                            on_runtime=on_runtime, install_signal_handlers=signals)
         return summary
+
+    if console:
+        from tui.launch import ConsoleApp, SessionFacade
+
+        app = ConsoleApp(SessionFacade(mode), go)
+        app.run()
+        if app.session_error is not None and not isinstance(app.session_error, asyncio.CancelledError):
+            print(f"perpdeck: engine stopped: {app.session_error}", file=sys.stderr)
+            return EXIT_EXCHANGE
+        if app.summary is not None:
+            print(format_summary(app.summary))
+        return EXIT_OK
 
     from engine.exchange.errors import ExchangeError
 

@@ -180,7 +180,7 @@ class RuntimeFacade:
             orders=tuple(eng.orders.open_orders()),
             algo_orders=tuple(eng.orders.open_algo_orders()),
             log=tuple(self.log_ring.lines),
-            replay_position=getattr(rt, "position", None),
+            replay_position=getattr(rt, "position", getattr(rt, "candles_received", None)),
             replay_total=len(rt.run_.candles) if rt.run_.candles else None,
             finished=rt.finished,
             flatten=getattr(rt, "flatten_report", None),
@@ -189,5 +189,6 @@ class RuntimeFacade:
 
 def _stream(v: Any) -> StreamView:
     if isinstance(v, dict):
-        return StreamView(str(v.get("state", "unknown")), v.get("last_message_ms"))
+        last = v.get("last_message_ms")
+        return StreamView(str(v.get("state", "unknown")), last if last else None)  # 0 = nothing received yet
     return StreamView(str(v) if v else "unknown", None)
