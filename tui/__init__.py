@@ -1,0 +1,1 @@
+"""The perpdeck console (Textual). Reads engine snapshots through ``engine.facade``, sends commands."""

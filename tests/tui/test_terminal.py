@@ -40,7 +40,7 @@ def test_console_in_a_terminal_halts_resumes_and_quits(tmp_path):
            f"--speed 500 --state-dir {state}; echo EXITED $?; sleep 30")
     subprocess.run([TMUX, "new-session", "-d", "-s", session, "-x", "120", "-y", "40", cmd], check=True)
     try:
-        first = wait_for(session, "ACTIVE")
+        first = wait_for(session, "ACTIVE", timeout_s=120)
         assert "SIM" in first and "Positions" in first and "Signals" in first and "Orders" in first
         subprocess.run([TMUX, "send-keys", "-t", session, "h"], check=True)
         assert "HALTED" in wait_for(session, "HALTED")
@@ -54,10 +54,16 @@ def test_console_in_a_terminal_halts_resumes_and_quits(tmp_path):
         while "esc / ? / q" in screen(session) and time.monotonic() < end:
             time.sleep(0.1)
         subprocess.run([TMUX, "send-keys", "-t", session, "q"], check=True)
-        time.sleep(0.5)
-        if "QUIT WITH OPEN POSITIONS" in screen(session).upper():
-            subprocess.run([TMUX, "send-keys", "-t", session, "y"], check=True)
-        out = wait_for(session, "EXITED")
+        end = time.monotonic() + 120
+        while time.monotonic() < end:  # either the quit question (positions open) or the exit
+            now = screen(session)
+            if "EXITED" in now:
+                break
+            if "QUIT WITH OPEN POSITIONS" in now.upper():
+                subprocess.run([TMUX, "send-keys", "-t", session, "y"], check=True)
+                break
+            time.sleep(0.1)
+        out = wait_for(session, "EXITED", timeout_s=120)
         assert "EXITED 0" in out
         assert (state / "perpdeck.db").exists()
     finally:

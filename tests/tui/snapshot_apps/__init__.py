@@ -1,0 +1,1 @@
+"""Apps for snapshot and Pilot tests, built over the deterministic FakeFacade."""

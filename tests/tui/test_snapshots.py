@@ -1,0 +1,66 @@
+"""Screenshots of the console over the deterministic fake (baselines under __snapshots__/).
+
+Regenerate with ``pytest tests/tui --snapshot-update`` after an intended visual change and
+review the SVGs. Nothing on screen comes from the wall clock: all times are the fake's.
+"""
+
+from __future__ import annotations
+
+from textual.pilot import Pilot
+
+from tests.tui.support import settle, wait_until
+from tests.tui.snapshot_apps.perpdeck_app import make_app
+from tui.screens.flatten_result import FlattenResultScreen
+
+WIDE = (120, 40)
+SMALL = (80, 24)
+
+
+def test_main_screen_wide(snap_compare):
+    # Open positions, accepted and denied signals, open and conditional orders, timers, log.
+    assert snap_compare(make_app(), terminal_size=WIDE, run_before=settle)
+
+
+def test_main_screen_80x24_compact(snap_compare):
+    assert snap_compare(make_app(), terminal_size=SMALL, run_before=settle)
+
+
+def test_halted(snap_compare):
+    app = make_app(state="HALTED", halt_reason="daily loss limit reached")
+    assert snap_compare(app, terminal_size=WIDE, run_before=settle)
+
+
+def test_mainnet_header(snap_compare):
+    assert snap_compare(make_app(mode="mainnet"), terminal_size=WIDE, run_before=settle)
+
+
+def test_testnet_without_positions(snap_compare):
+    assert snap_compare(make_app(mode="testnet", with_positions=False), terminal_size=WIDE, run_before=settle)
+
+
+def test_flatten_confirmation(snap_compare):
+    assert snap_compare(make_app(), terminal_size=WIDE, press=["F"], run_before=settle)
+
+
+def test_flatten_result_failed(snap_compare):
+    async def flatten_and_wait(pilot: Pilot) -> None:
+        await pilot.press("F", "y")
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, FlattenResultScreen)
+                         and pilot.app.screen.report is not None
+                         and pilot.app.screen.report.state == "failed")
+        await settle(pilot)
+
+    app = make_app(mode="mainnet", flatten_fails=True)
+    assert snap_compare(app, terminal_size=WIDE, run_before=flatten_and_wait)
+
+
+def test_strategy_picker(snap_compare):
+    assert snap_compare(make_app(), terminal_size=WIDE, press=["s"], run_before=settle)
+
+
+def test_help(snap_compare):
+    assert snap_compare(make_app(), terminal_size=WIDE, press=["question_mark"], run_before=settle)
+
+
+def test_quit_confirmation_80x24(snap_compare):
+    assert snap_compare(make_app(), terminal_size=SMALL, press=["q"], run_before=settle)

@@ -1,0 +1,388 @@
+"""A deterministic stand-in for the engine facade, for tests, demos and snapshot baselines.
+
+:class:`FakeFacade` serves canned :class:`~engine.facade.EngineSnapshot` values built from fixed
+times (no wall clock anywhere), records every command it is sent in ``.commands`` and reacts to
+them about the way the engine does, so the console can be driven end to end without an engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import replace
+from decimal import Decimal
+
+from engine.events import FlattenAll, Halt, Resume, SwitchStrategy
+from engine.facade import EngineSnapshot, FlattenReport, LogLine, PositionView, StreamView, TimerView
+from engine.model import (
+    ZERO,
+    AlgoOrder,
+    AlgoStatus,
+    Direction,
+    Order,
+    OrderPurpose,
+    OrderStatus,
+    OrderType,
+    PositionSide,
+    Side,
+    Signal,
+    SignalRecord,
+    Verdict,
+    WorkingType,
+)
+
+NOW_MS = 1_736_944_496_000
+"""Exchange time of every seeded snapshot: 2025-01-15 12:34:56 UTC."""
+WALL_MS = NOW_MS + 180
+"""The wall clock the fake stands at (the exchange clock runs 180 ms behind it)."""
+MINUTE_MS = 60_000
+STRATEGIES = ("donchian_breakout", "ema_trend", "rl_policy")
+"""Strategies the fake engine knows; ``ema_trend`` is active."""
+
+
+def at(hh: int, mm: int, ss: int = 0) -> int:
+    """Epoch ms of a time of day on the seeded date (2025-01-15, UTC)."""
+    return NOW_MS - ((12 * 60 + 34) * 60 + 56) * 1000 + ((hh * 60 + mm) * 60 + ss) * 1000
+
+
+def client_id(role: str, key: str) -> str:
+    """An id shaped like the engine's (``pdS0-`` + 22 hex chars), derived from ``key``."""
+    return f"pd{role}0-" + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()[:22]
+
+
+def D(text: str) -> Decimal:  # noqa: N802 - reads like a literal
+    return Decimal(text)
+
+
+# -- builders ----------------------------------------------------------------------------------
+
+
+def position(
+    symbol: str,
+    side: str,
+    size: str,
+    entry: str,
+    mark: str,
+    *,
+    stop: str | None = None,
+    take_profit: str | None = None,
+    liquidation: str | None = None,
+    opened_ms: int | None = None,
+) -> PositionView:
+    """A position view; unrealised PnL is computed from entry, mark, size and side."""
+    sign = 1 if side == "LONG" else -1
+    return PositionView(
+        symbol=symbol,
+        side=side,
+        size=D(size),
+        entry_price=D(entry),
+        mark_price=D(mark),
+        unrealized_pnl=(D(mark) - D(entry)) * D(size) * sign,
+        stop_price=D(stop) if stop else None,
+        take_profit_price=D(take_profit) if take_profit else None,
+        liquidation_price=D(liquidation) if liquidation else None,
+        opened_ms=opened_ms,
+    )
+
+
+def seeded_positions() -> tuple[PositionView, ...]:
+    """Three open positions: BTC long in profit, ETH short at a loss, SOL long without take-profit."""
+    return (
+        position("BTCUSDT", "LONG", "0.015", "97250.10", "97812.40", stop="96100.00",
+                 take_profit="99500.00", liquidation="81234.50", opened_ms=at(10, 21)),
+        position("ETHUSDT", "SHORT", "1.250", "3310.25", "3342.80", stop="3390.00",
+                 take_profit="3180.00", liquidation="3912.60", opened_ms=at(11, 47)),
+        position("SOLUSDT", "LONG", "12", "187.432", "188.105", stop="183.900", opened_ms=at(12, 28)),
+    )
+
+
+def signal(
+    symbol: str,
+    direction: Direction,
+    strength: float,
+    time_ms: int,
+    verdict: Verdict,
+    reason: str = "",
+    quantity: str | None = None,
+    price: str = "0",
+    strategy: str = "ema_trend",
+) -> SignalRecord:
+    """A judged signal on a 15-minute candle that closed at ``time_ms``."""
+    sig = Signal(
+        strategy=strategy,
+        symbol=symbol,
+        direction=direction,
+        strength=strength,
+        reason="ema cross",
+        candle_open_time_ms=time_ms - 15 * MINUTE_MS,
+        price=D(price),
+        time_ms=time_ms,
+    )
+    return SignalRecord(sig, verdict, reason, D(quantity) if quantity else None, time_ms)
+
+
+def seeded_signals() -> tuple[SignalRecord, ...]:
+    """Five signals, oldest first: three accepted, two denied with their reasons."""
+    long, short = Direction.LONG, Direction.SHORT
+    ok, no = Verdict.ACCEPTED, Verdict.DENIED
+    return (
+        signal("BTCUSDT", long, 0.81, at(10, 21), ok, quantity="0.015", price="97250.10"),
+        signal("ETHUSDT", short, 0.66, at(11, 47), ok, quantity="1.250", price="3310.25"),
+        signal("BNBUSDT", long, 0.42, at(12, 5), no, "stop too close to mark", price="688.40"),
+        signal("SOLUSDT", long, 0.74, at(12, 28), ok, quantity="12", price="187.432"),
+        signal("XRPUSDT", short, 0.58, at(12, 33), no, "max open positions (3)", price="3.1122"),
+    )
+
+
+def seeded_timers() -> tuple[TimerView, ...]:
+    """Break-even timers: BTC reached break-even, ETH and SOL still running."""
+    return (
+        TimerView("BTCUSDT", "LONG", at(12, 21), True),
+        TimerView("ETHUSDT", "SHORT", NOW_MS + 12 * MINUTE_MS + 30_000, False),
+        TimerView("SOLUSDT", "LONG", NOW_MS + 53 * MINUTE_MS + 4_000, False),
+    )
+
+
+def order(
+    symbol: str,
+    side: Side,
+    qty: str,
+    price: str,
+    *,
+    status: OrderStatus = OrderStatus.NEW,
+    filled: str = "0",
+    client_order_id: str,
+    reduce_only: bool = False,
+    created_ms: int = NOW_MS,
+) -> Order:
+    """A resting LIMIT order."""
+    return Order(
+        client_order_id=client_order_id,
+        exchange_order_id=None,
+        symbol=symbol,
+        side=side,
+        type=OrderType.LIMIT,
+        quantity=D(qty),
+        price=D(price),
+        status=status,
+        filled_qty=D(filled),
+        avg_price=ZERO,
+        position_side=PositionSide.BOTH,
+        reduce_only=reduce_only,
+        purpose=OrderPurpose.EXTERNAL,
+        signal_id=None,
+        created_ms=created_ms,
+        updated_ms=created_ms,
+    )
+
+
+def algo(symbol: str, side: Side, type_: OrderType, trigger: str, key: str, created_ms: int) -> AlgoOrder:
+    """A resting close-position conditional order (stop-loss or take-profit)."""
+    stop = type_ is OrderType.STOP_MARKET
+    return AlgoOrder(
+        client_algo_id=client_id("S" if stop else "T", key),
+        algo_id=None,
+        symbol=symbol,
+        side=side,
+        type=type_,
+        trigger_price=D(trigger),
+        status=AlgoStatus.NEW,
+        position_side=PositionSide.BOTH,
+        close_position=True,
+        working_type=WorkingType.MARK_PRICE,
+        purpose=OrderPurpose.STOP_LOSS if stop else OrderPurpose.TAKE_PROFIT,
+        signal_id=key,
+        actual_order_id=None,
+        created_ms=created_ms,
+        updated_ms=created_ms,
+    )
+
+
+def seeded_orders() -> tuple[Order, ...]:
+    """One open order: a manual reduce-only take-profit, partly filled."""
+    return (
+        order("BTCUSDT", Side.SELL, "0.005", "99000.00", status=OrderStatus.PARTIALLY_FILLED,
+              filled="0.002", client_order_id="web_8cKq2Lm0TzQ", reduce_only=True, created_ms=at(11, 2)),
+    )
+
+
+def seeded_algo_orders() -> tuple[AlgoOrder, ...]:
+    """The exchange-side protection of the seeded positions."""
+    stop, tp = OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET
+    return (
+        algo("BTCUSDT", Side.SELL, stop, "96100.00", "ema_trend:BTCUSDT:LONG", at(10, 21)),
+        algo("BTCUSDT", Side.SELL, tp, "99500.00", "ema_trend:BTCUSDT:LONG", at(10, 21)),
+        algo("ETHUSDT", Side.BUY, stop, "3390.00", "ema_trend:ETHUSDT:SHORT", at(11, 47)),
+        algo("ETHUSDT", Side.BUY, tp, "3180.00", "ema_trend:ETHUSDT:SHORT", at(11, 47)),
+        algo("SOLUSDT", Side.SELL, stop, "183.900", "ema_trend:SOLUSDT:LONG", at(12, 28)),
+    )
+
+
+def seeded_log() -> tuple[LogLine, ...]:
+    """Engine log lines, oldest first, of every level."""
+    lines = (
+        (at(12, 28, 0), "INFO", "signal SOLUSDT LONG 0.74 accepted: qty 12"),
+        (at(12, 28, 1), "INFO", "SOLUSDT entry filled 12 @ 187.432"),
+        (at(12, 28, 1), "INFO", "SOLUSDT stop-loss resting at 183.900"),
+        (at(12, 28, 2), "WARNING", "SOLUSDT take-profit skipped: below min notional"),
+        (at(12, 30, 0), "DEBUG", "reconcile: 3 positions, 6 orders match the exchange"),
+        (at(12, 31, 14), "WARNING", "user stream reconnecting (ping timeout)"),
+        (at(12, 31, 16), "INFO", "user stream connected; backfilled 0 events"),
+        (at(12, 33, 0), "INFO", "signal XRPUSDT SHORT 0.58 denied: max open positions (3)"),
+        (at(12, 33, 40), "ERROR", "BNBUSDT exchangeInfo refresh failed: HTTP 503 (retrying)"),
+        (at(12, 34, 10), "INFO", "exchangeInfo refreshed: 4 symbols"),
+        (at(12, 34, 55), "INFO", "heartbeat: loop lag 0.8 ms, queue depth 0"),
+    )
+    return tuple(LogLine(t, level, msg) for t, level, msg in lines)
+
+
+def seeded_snapshot(
+    *,
+    mode: str = "sim",
+    state: str = "ACTIVE",
+    halt_reason: str = "",
+    with_positions: bool = True,
+) -> EngineSnapshot:
+    """A busy engine: open positions, accepted and denied signals, open and algo orders, a log."""
+    positions = seeded_positions() if with_positions else ()
+    wallet = D("10482.37")
+    upnl = sum((p.unrealized_pnl for p in positions), ZERO)
+    return EngineSnapshot(
+        mode=mode,
+        run_id="run-20250115-0915",
+        state=state,
+        halt_reason=halt_reason,
+        strategy="ema_trend",
+        strategies=STRATEGIES,
+        exchange_time_ms=NOW_MS,
+        equity=wallet + upnl,
+        wallet_balance=wallet,
+        available_balance=D("7915.62") if with_positions else wallet,
+        unrealized_pnl=upnl,
+        today_pnl=D("132.48"),
+        trades_today=3,
+        max_daily_trades=10,
+        market_stream=StreamView("connected", WALL_MS - 400),
+        user_stream=StreamView("connected", WALL_MS - 12_300),
+        positions=positions,
+        signals=seeded_signals(),
+        timers=seeded_timers() if with_positions else (),
+        orders=seeded_orders() if with_positions else (),
+        algo_orders=seeded_algo_orders() if with_positions else (),
+        log=seeded_log(),
+    )
+
+
+def flat(snapshot: EngineSnapshot, report: FlattenReport | None = None) -> EngineSnapshot:
+    """The same engine with every position closed and every order gone."""
+    return replace(
+        snapshot,
+        positions=(),
+        timers=(),
+        orders=(),
+        algo_orders=(),
+        unrealized_pnl=ZERO,
+        equity=snapshot.wallet_balance,
+        available_balance=snapshot.wallet_balance,
+        flatten=report,
+    )
+
+
+# -- the fake ----------------------------------------------------------------------------------
+
+
+class FakeFacade:
+    """A :class:`~engine.facade.Facade` serving canned snapshots and recording commands.
+
+    Reactions, visible from the next ``snapshot()``:
+
+    - ``Halt(reason)``: state HALTED with that reason; ``Resume()``: ACTIVE.
+    - ``FlattenAll``: HALTED and a running flatten (attempt 1); the snapshot after that one is flat
+      (attempt 2, no positions or orders) — or, with ``flatten_fails=True``, a failed flatten that
+      names what is still open.
+    - ``SwitchStrategy(name)``: ``strategy`` becomes ``name``.
+    """
+
+    def __init__(
+        self,
+        snapshot: EngineSnapshot | None = None,
+        *,
+        mode: str = "sim",
+        state: str = "ACTIVE",
+        halt_reason: str = "",
+        with_positions: bool = True,
+        flatten_fails: bool = False,
+    ) -> None:
+        self.commands: list[object] = []
+        """Every command submitted, in order."""
+        self.snapshots_served = 0
+        """How many snapshots were read."""
+        self.flatten_fails = flatten_fails
+        self._current = snapshot or seeded_snapshot(
+            mode=mode, state=state, halt_reason=halt_reason, with_positions=with_positions
+        )
+        self._queued: list[EngineSnapshot] = []
+
+    # Facade ---------------------------------------------------------------------------------
+
+    def snapshot(self) -> EngineSnapshot:
+        self.snapshots_served += 1
+        served = self._current
+        if self._queued:
+            self._current = self._queued.pop(0)
+        return served
+
+    def submit(self, command: object) -> None:
+        self.commands.append(command)
+        snap = self._current
+        match command:
+            case Halt(reason=reason):
+                self._set(replace(snap, state="HALTED", halt_reason=reason),
+                          "WARNING", f"engine halted: {reason}")
+            case Resume():
+                self._set(replace(snap, state="ACTIVE", halt_reason=""), "INFO", "engine resumed")
+            case SwitchStrategy(name=name):
+                self._set(replace(snap, strategy=name), "INFO",
+                          f"strategy {name} selected; applies on the next closed candle")
+            case FlattenAll(reason=reason):
+                self._flatten(snap, reason)
+
+    # helpers --------------------------------------------------------------------------------
+
+    def wall_ms(self) -> int:
+        """The fake's wall clock (fixed), for stream ages."""
+        return WALL_MS
+
+    def _set(self, snap: EngineSnapshot, level: str, message: str) -> None:
+        self._current = _logged(snap, [(level, message)])
+
+    def _flatten(self, snap: EngineSnapshot, reason: str) -> None:
+        halted = replace(snap, state="HALTED", halt_reason=f"flatten: {reason}")
+        running = _logged(replace(halted, flatten=FlattenReport("running", 1)),
+                          [("WARNING", f"flatten requested ({reason}): cancelling orders, closing positions")])
+        if not self.flatten_fails:
+            done = _logged(flat(running, FlattenReport("flat", 2)), [("INFO", "flatten complete: flat")])
+        else:
+            eth = [p for p in snap.positions if p.symbol == "ETHUSDT"]
+            stops = [a for a in snap.algo_orders if a.symbol == "ETHUSDT" and a.type is OrderType.STOP_MARKET]
+            report = FlattenReport(
+                "failed",
+                3,
+                open_positions=tuple(f"{p.symbol} {p.side} {p.size}" for p in eth),
+                open_orders=tuple(f"{a.symbol} {a.type.value} {a.client_algo_id}" for a in stops),
+                detail="ETHUSDT close rejected 3 times: -2022 ReduceOnly Order is rejected",
+            )
+            done = replace(flat(running, report), positions=tuple(eth), algo_orders=tuple(stops))
+            done = _logged(done, [("ERROR", "flatten failed: ETHUSDT still open")])
+        self._current = running
+        self._queued = [done]
+
+
+def _logged(snap: EngineSnapshot, lines: Iterable[tuple[str, str]]) -> EngineSnapshot:
+    """``snap`` with log lines appended, stamped one second apart after its last line."""
+    log = list(snap.log)
+    t = log[-1].time_ms if log else snap.exchange_time_ms
+    for level, message in lines:
+        t += 1000
+        log.append(LogLine(t, level, message))
+    return replace(snap, log=tuple(log))
