@@ -35,6 +35,7 @@ def pct(xs, p):
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--refresh", type=float, default=0.25, help="console refresh interval, s (0.1 = the 10/s cap)")
     ap.add_argument("--speed", type=float, default=0.0,
                     help="0: lockstep flat out (worst case); N: paced at N× real time")
     args = ap.parse_args()
@@ -44,12 +45,12 @@ async def main() -> None:
     paths = RunPaths.for_run(tmp, settings.db_path, "lag")
 
     async def session(on_runtime):
-        summary, _ = await run_sim_over_wire(settings, run_id="lag", paths=paths, journal=Journal("lag"),
+        summary, _ = await run_sim_over_wire(settings, run_id="lag", paths=paths, journal=Journal("lag", record_candles=False),
                                              files=files, funding=funding, install_signal_handlers=False,
                                              on_runtime=on_runtime)
         return summary
 
-    app = ConsoleApp(SessionFacade("sim"), session, refresh_s=0.1)
+    app = ConsoleApp(SessionFacade("sim"), session, refresh_s=args.refresh)
     lags: list[float] = []
     async with app.run_test(size=(120, 40)) as pilot:
         loop = asyncio.get_running_loop()
@@ -65,7 +66,7 @@ async def main() -> None:
             await pilot.press("y")
         await app.workers.wait_for_complete()
     how = "lockstep, flat out" if args.speed == 0 else f"paced at {args.speed:g}× real time"
-    print(f"console          120×40, repainting every 0.1 s, over the default sim session ({how})")
+    print(f"console          120×40, repainting every {args.refresh:g} s, over the default sim session ({how})")
     print(f"load             {candles:,} closed candles through adapter + engine in {args.seconds:.0f} s "
           f"({candles / args.seconds:,.0f}/s)")
     print(f"loop lag         p50 {pct(lags, 50):.3f} ms   p99 {pct(lags, 99):.3f} ms   max {max(lags):.3f} ms "

@@ -150,7 +150,7 @@ class RuntimeFacade:
                 unrealized_pnl=(mark - p.entry_price) * p.amount,
                 stop_price=br.stop_price if br else None,
                 take_profit_price=br.take_profit_price if br else None,
-                liquidation_price=None,
+                liquidation_price=liquidation_price(eng.rules.get(sym), p, eng.wallet_balance),
                 opened_ms=trade.entry_time_ms if trade else None,
             ))
         streams = rt.streams_status()
@@ -185,6 +185,24 @@ class RuntimeFacade:
             finished=rt.finished,
             flatten=getattr(rt, "flatten_report", None),
         )
+
+
+def liquidation_price(rules, p, wallet_balance: Decimal) -> Decimal | None:
+    """Binance's liquidation price for one position: exact for isolated margin (its isolated
+    wallet); for cross margin with the whole wallet behind this one position (others ignored)."""
+    if rules is None or p.amount == 0:
+        return None
+    size = abs(p.amount)
+    side = 1 if p.amount > 0 else -1
+    bracket = rules.bracket_for(size * p.entry_price)
+    if bracket is None:
+        return None
+    wb = p.isolated_wallet if p.margin_type.value == "ISOLATED" else wallet_balance
+    denom = size * bracket.maint_margin_ratio - side * size
+    if denom == 0:
+        return None
+    lp = (wb + bracket.cum - side * size * p.entry_price) / denom
+    return rules.round_price(lp) if lp > 0 else None
 
 
 def _stream(v: Any) -> StreamView:

@@ -92,3 +92,17 @@ def test_flatten_over_the_wire_from_an_operator_command(tmp_path):
     assert run.engine.state is EngineState.HALTED
     assert run.engine.trades.closed and run.engine.trades.closed[0].exit_reason is ExitReason.FLATTEN
     assert summary["trades"] == 1  # halted: no new entries after the flatten
+
+
+def test_the_facade_shows_the_exchanges_liquidation_price(tmp_path):
+    from engine.facade import RuntimeFacade
+
+    run, rt = open_run(tmp_path)
+    snap = RuntimeFacade(rt).snapshot()
+    risk = {r["symbol"]: Decimal(r["liquidationPrice"]) for r in run.sim.position_risk({})
+            if Decimal(r["positionAmt"]) != 0}
+    assert snap.positions
+    for pv in snap.positions:
+        tick = run.engine.rules[pv.symbol].price_filter.tick_size
+        assert pv.liquidation_price is not None
+        assert abs(pv.liquidation_price - risk[pv.symbol]) <= tick  # same formula as the matching engine
