@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
@@ -36,6 +37,8 @@ class HeaderField(Widget):
         """The text last shown."""
         self.tone: str | None = None
         """The tone class last applied."""
+        self._width = -1
+        """Cells the text last took: only a change of width needs a (whole-screen) layout pass."""
 
     def show(self, value: str, tone: str | None = None, label: str | None = None) -> None:
         """Show ``value`` with ``tone``; does nothing when neither changed."""
@@ -49,7 +52,9 @@ class HeaderField(Widget):
                 self.add_class(tone)
             self.tone = tone
         self.value, self.label = value, label
-        self.refresh(layout=True)
+        width = cell_len(f"{label} {value}" if label else value)
+        self.refresh(layout=width != self._width)  # same width: repaint this field only
+        self._width = width
 
     def render(self) -> Content:
         if not self.label:
