@@ -52,14 +52,19 @@ class HeaderField(Widget):
                 self.add_class(tone)
             self.tone = tone
         self.value, self.label = value, label
+        # The field only ever grows (values are padded to the widest seen), so after the first
+        # refreshes it never asks for a whole-screen layout pass again; a repaint suffices.
         width = cell_len(f"{label} {value}" if label else value)
-        self.refresh(layout=width != self._width)  # same width: repaint this field only
-        self._width = width
+        grew = width > self._width
+        self._width = max(self._width, width)
+        self.refresh(layout=grew)
 
     def render(self) -> Content:
+        used = cell_len(f"{self.label} {self.value}" if self.label else self.value)
+        value = self.value + " " * max(0, self._width - used)
         if not self.label:
-            return Content(self.value)
-        return Content.assemble((self.label, self.get_visual_style("field--label", partial=True)), " ", self.value)
+            return Content(value)
+        return Content.assemble((self.label, self.get_visual_style("field--label", partial=True)), " ", value)
 
 
 def stream_text(stream: StreamView, wall_ms: int) -> tuple[str, str]:

@@ -46,9 +46,12 @@ class SignalsTable(DeckTable):
         Col("verdict", "Verdict"),
     )
 
+    MAX_ROWS = 50
+    """Newest signals listed: a full table changes rows without changing size (no layout pass)."""
+
     def show(self, snap: EngineSnapshot, compact: bool) -> int:
-        """Show the snapshot's signals; returns how many are listed."""
-        rows = signal_rows(snap.signals)
+        """Show the snapshot's newest signals; returns how many are listed."""
+        rows = signal_rows(snap.signals)[-self.MAX_ROWS:]
         if self.sync(rows, compact=compact) and not self.has_focus:
             self.call_after_refresh(self.scroll_end, animate=False, immediate=True, x_axis=False)
         return len(rows)
