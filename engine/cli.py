@@ -31,6 +31,7 @@ from typing import Any, Sequence
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_EXCHANGE = 3
+CONSOLE_SPEED = 600.0  # sim replay pace in the console when none is set: 10 minutes of data per second
 EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("perpdeck")
@@ -137,6 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.in_process and settings.mode != "sim":
         return _fail("--in-process is for sim mode only")
     if not args.no_ui:
+        if settings.mode == "sim" and args.speed is None and float(settings.sim.speed) == 0:
+            # headless replays flat out; a console a person watches replays at a watchable pace
+            settings = settings.model_copy(update={"sim": settings.sim.model_copy(update={"speed": CONSOLE_SPEED})})
         return run_headless(settings, in_process=args.in_process, console=True)
     return run_headless(settings, json_out=args.json, in_process=args.in_process)
 
