@@ -110,7 +110,7 @@ class EngineStats:
     fills: int = 0
     duplicate_fills: int = 0
     protection_failures: int = 0
-    unprotected_checks: int = 0  # candles on which an open position had no live stop
+    unprotected_checks: int = 0  # settled states (after each pump) in which an open position had no live stop
     strategy_errors: int = 0
 
 

@@ -428,6 +428,20 @@ def _reach(cur: Decimal, p1: Decimal, level: Decimal, up: bool) -> Decimal | Non
     return cur - level if p1 <= level else None
 
 
+def _order_options(params: Mapping[str, Any], *, default_stp: str) -> tuple[str, str]:
+    """``newOrderRespType`` and ``selfTradePreventionMode`` (validated); ``priceMatch`` must be NONE.
+    Shared by ``/fapi/v1/order`` (STP default EXPIRE_MAKER) and ``/fapi/v1/algoOrder`` (NONE)."""
+    resp_type = _get(params, "newOrderRespType") or "ACK"
+    if resp_type not in ("ACK", "RESULT"):
+        raise _invalid("newOrderRespType")
+    if (_get(params, "priceMatch") or "NONE") != "NONE":
+        raise _invalid("priceMatch")
+    stp = _get(params, "selfTradePreventionMode") or default_stp
+    if stp not in _STP_MODES:
+        raise _invalid("selfTradePreventionMode")
+    return resp_type, stp
+
+
 class _Sym:
     """Per-symbol state. ``busy`` is False when there is nothing for a candle to do."""
 
@@ -657,15 +671,7 @@ class SimExchange:
                 raise _mandatory("timeInForce")
             if tif not in _TIFS:
                 raise _err(-1115, "Invalid timeInForce.")
-        resp_type = _get(params, "newOrderRespType") or "ACK"
-        if resp_type not in ("ACK", "RESULT"):
-            raise _invalid("newOrderRespType")
-        pm = _get(params, "priceMatch") or "NONE"
-        if pm != "NONE":
-            raise _invalid("priceMatch")
-        stp = _get(params, "selfTradePreventionMode") or "EXPIRE_MAKER"
-        if stp not in _STP_MODES:
-            raise _invalid("selfTradePreventionMode")
+        resp_type, stp = _order_options(params, default_stp="EXPIRE_MAKER")
         cid = self._client_id(params, "newClientOrderId", st.symbol)
         # precision, then the symbol filters in Binance's order
         if price is not None and _decimals(price) > st.price_dec:
@@ -834,15 +840,7 @@ class SimExchange:
         wt = _get(params, "workingType") or _CONTRACT
         if wt not in (_CONTRACT, _MARK):
             raise _invalid("workingType")
-        resp_type = _get(params, "newOrderRespType") or "ACK"
-        if resp_type not in ("ACK", "RESULT"):
-            raise _invalid("newOrderRespType")
-        pm = _get(params, "priceMatch") or "NONE"
-        if pm != "NONE":
-            raise _invalid("priceMatch")
-        stp = _get(params, "selfTradePreventionMode") or "NONE"
-        if stp not in _STP_MODES:
-            raise _invalid("selfTradePreventionMode")
+        resp_type, stp = _order_options(params, default_stp="NONE")
         cid = self._client_id(params, "clientAlgoId", st.symbol)
         for p in (price, trigger, activate):
             if p is not None and _decimals(p) > st.price_dec:
@@ -903,7 +901,7 @@ class SimExchange:
         a.callback = callback
         a.create_time = a.update_time = self.now_ms
         a.stp = stp
-        a.pm = pm
+        a.pm = "NONE"  # priceMatch other than NONE is refused by _order_options
         a.gtd = 0
         if otype == TRAILING and activate is None:
             a.activated = True

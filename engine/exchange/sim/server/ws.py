@@ -341,44 +341,19 @@ class WsHub:
     # -- fan-out ---------------------------------------------------------------------------------
 
     def publish_market(self, stream: str, payload: dict) -> list[WsClient]:
-        raw: str | None = None
-        wrapped: str | None = None
-        hit = []
-        for c in self.clients:
-            if c.kind != MARKET or stream not in c.subs or c.closed:
-                continue
-            if c.combined:
-                if wrapped is None:
-                    wrapped = dumps({"stream": stream, "data": payload})
-                c.push(wrapped)
-            else:
-                if raw is None:
-                    raw = dumps(payload)
-                c.push(raw)
-            hit.append(c)
-        return hit
+        return _fan_out([c for c in self.clients
+                         if c.kind == MARKET and stream in c.subs and not c.closed], stream, payload)
 
     def publish_user(self, listen_key: str, event: dict) -> list[WsClient]:
         etype = event.get("e")
-        raw: str | None = None
-        wrapped: str | None = None
-        hit = []
+        targets = []
         for c in self.clients:
             if c.kind != PRIVATE or c.closed or listen_key not in c.keys:
                 continue
             allow = c.keys[listen_key]
-            if allow is not None and etype not in allow:
-                continue
-            if c.combined:
-                if wrapped is None:
-                    wrapped = dumps({"stream": listen_key, "data": event})
-                c.push(wrapped)
-            else:
-                if raw is None:
-                    raw = dumps(event)
-                c.push(raw)
-            hit.append(c)
-        return hit
+            if allow is None or etype in allow:
+                targets.append(c)
+        return _fan_out(targets, listen_key, event)
 
     async def flush(self, clients: Iterable[WsClient] | None = None, timeout: float = 5.0) -> None:
         """Wait (bounded) until the given clients' queued messages have been written to their sockets."""
@@ -409,3 +384,19 @@ class WsHub:
 async def _close_quietly(ws: ServerConnection, code: int) -> None:
     with contextlib.suppress(Exception):
         await ws.close(code, "Server closed the stream")
+
+
+def _fan_out(clients: list[WsClient], stream: str, payload: dict) -> list[WsClient]:
+    """Push ``payload`` to each client, raw or in the combined wrapper, serializing each form once."""
+    raw: str | None = None
+    wrapped: str | None = None
+    for c in clients:
+        if c.combined:
+            if wrapped is None:
+                wrapped = dumps({"stream": stream, "data": payload})
+            c.push(wrapped)
+        else:
+            if raw is None:
+                raw = dumps(payload)
+            c.push(raw)
+    return clients
