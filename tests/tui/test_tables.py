@@ -22,22 +22,39 @@ def rows(*pairs: tuple[str, str]):
     return [(key, {"a": Cell(key), "b": Cell(value)}) for key, value in pairs]
 
 
-async def test_sync_updates_changed_cells_and_appends_new_rows():
+def texts(table: DeckTable) -> list[str]:
+    """What the table shows, line by line (header first), without trailing blanks."""
+    return [table.render_line(y).text.rstrip() for y in range(table.row_count + 1)]
+
+
+async def test_sync_renders_only_changed_rows_and_appends_new_ones():
     app = TableApp()
     async with app.run_test() as pilot:
         table = app.query_one(Two)
-        table.sync(rows(("x", "1"), ("y", "2")))
-        updates: list[tuple] = []
-        original = table.update_cell
-        table.update_cell = lambda *a, **k: (updates.append(a[:2]), original(*a, **k))
+        table.sync(rows(("x", "1"), ("y", "2"), ("w", "5")))
+        await pilot.pause()
+        texts(table)
+        kept_strip = table._row_strip("w")
 
-        appended = table.sync(rows(("y", "3"), ("z", "4")))
+        appended = table.sync(rows(("y", "3"), ("w", "5"), ("z", "4")))
         await pilot.pause()
 
         assert appended
-        assert [str(k.value) for k in table.rows] == ["y", "z"]
-        assert updates == [("y", "b")]
-        assert str(table.get_cell("y", "b")) == "3"
+        assert table.row_keys == ("y", "w", "z")
+        assert table.cell("y", "b") == Cell("3")
+        assert texts(table) == [" A  B", " y  3", " w  5", " z  4"]
+        assert table._row_strip("w") is kept_strip  # unchanged: not rendered again
+
+
+async def test_columns_grow_to_fit_and_right_aligned_cells_line_up():
+    app = TableApp()
+    async with app.run_test() as pilot:
+        table = app.query_one(Two)
+        table.sync([("x", {"a": Cell("long name"), "b": Cell("7", right=True)}),
+                    ("y", {"a": Cell("s"), "b": Cell("1,234", right=True)})])
+        await pilot.pause()
+        assert texts(table) == [" A              B", " long name      7", " s          1,234"]
+        assert table.virtual_size.height == 3  # header + two rows
 
 
 async def test_sync_rebuilds_when_the_order_changes_and_drops_columns_when_compact():
@@ -45,11 +62,29 @@ async def test_sync_rebuilds_when_the_order_changes_and_drops_columns_when_compa
     async with app.run_test():
         table = app.query_one(Two)
         table.sync(rows(("x", "1"), ("y", "2")))
-        table.sync(rows(("y", "2"), ("x", "1")))
-        assert [str(k.value) for k in table.rows] == ["y", "x"]
+        assert not table.sync(rows(("y", "2"), ("x", "1")))
+        assert table.row_keys == ("y", "x")
         table.sync(rows(("y", "2")), compact=True)
-        assert [str(c.value) for c in table.columns] == ["a"]
+        assert [c.key for c in table.shown_columns] == ["a"]
         assert table.row_count == 1
+        assert texts(table) == [" A", " y"]
+
+
+async def test_cursor_keys_move_the_highlighted_row_within_bounds():
+    app = TableApp()
+    async with app.run_test(size=(40, 4)) as pilot:
+        table = app.query_one(Two)
+        table.sync(rows(*((str(i), str(i)) for i in range(10))))
+        table.focus()
+        await pilot.press("down", "down")
+        assert table.cursor_row == 2
+        await pilot.press("end")
+        assert table.cursor_row == 9
+        assert table.scroll_offset.y > 0  # the last row was scrolled into view
+        await pilot.press("down", "home", "up")
+        assert table.cursor_row == 0
+        table.sync(rows(("a", "1")))
+        assert table.cursor_row == 0
 
 
 def line(i: int) -> LogLine:

@@ -1,8 +1,11 @@
-"""The table every pane is built on: declared columns, keyed rows and cell-level updates.
+"""The table every pane is built on: declared columns, keyed rows, rows rendered once.
 
-A pane describes its rows as plain :class:`Cell` values; :meth:`DeckTable.sync` changes only
-the cells whose text or tone changed, appends new rows, drops vanished ones, and rebuilds only
-when the row order changed. Colours come from component classes styled in ``app.tcss``.
+A pane describes its rows as plain :class:`Cell` values and hands them to :meth:`DeckTable.sync`.
+The table is a line-API scroll view: each row is turned into one cached :class:`Strip` when it
+changes, and a repaint only crops cached strips, so a busy engine's refresh costs the console
+very little. Column widths only grow while the same columns are shown, so the table's virtual
+size (and with it the screen's layout) changes only when rows are added or removed. Colours come
+from component classes styled in ``app.tcss``; rows are read-only, with a row cursor when focused.
 """
 
 from __future__ import annotations
@@ -10,14 +13,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rich.text import Text
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
+from textual.binding import Binding
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.geometry import Region, Size, Spacing
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 TONES = ("gain", "loss", "muted", "long", "short", "accepted", "denied", "warn")
 """Cell tones; each is the component class ``deck--<tone>``."""
+CELL_PADDING = 1
+"""Blank cells either side of every column."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,72 +59,170 @@ Row = tuple[str, dict[str, Cell]]
 """A row key and its cells by column key (cells for dropped columns are ignored)."""
 
 
-class DeckTable(DataTable):
+class DeckTable(ScrollView, can_focus=True):
     """A read-only, row-cursor table whose contents follow :meth:`sync`."""
 
-    COMPONENT_CLASSES = {f"deck--{tone}" for tone in TONES}
+    COMPONENT_CLASSES = {"deck--header", "deck--cursor", *(f"deck--{tone}" for tone in TONES)}
+    BINDINGS = [
+        Binding("up", "cursor(-1)", "Up", show=False),
+        Binding("down", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "edge(0)", "First", show=False),
+        Binding("end", "edge(1)", "Last", show=False),
+    ]
     COLUMNS: tuple[Col, ...] = ()
     """Every column; each layout shows those flagged for it."""
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=False, show_cursor=True)
+        super().__init__(id=id)
         self._shown: tuple[Col, ...] = ()
-        self._cells: dict[str, dict[str, Cell]] = {}
+        self._widths: list[int] = []
+        self._keys: list[str] = []
+        self._cells: dict[str, tuple[Cell, ...]] = {}
+        self._strips: dict[str, Strip] = {}
+        self._header: Strip | None = None
+        self.cursor_row = 0
+        """Index of the highlighted row (shown while the table has focus)."""
+
+    # -- contents -----------------------------------------------------------------------------
+
+    @property
+    def row_keys(self) -> tuple[str, ...]:
+        """The rows' keys, top to bottom."""
+        return tuple(self._keys)
+
+    @property
+    def row_count(self) -> int:
+        """How many rows are listed."""
+        return len(self._keys)
+
+    @property
+    def shown_columns(self) -> tuple[Col, ...]:
+        """The columns of the current layout."""
+        return self._shown
+
+    def cell(self, row_key: str, column_key: str) -> Cell:
+        """What the given row shows in the given (shown) column."""
+        index = [c.key for c in self._shown].index(column_key)
+        return self._cells[row_key][index]
 
     def columns_for(self, compact: bool) -> tuple[Col, ...]:
         """The columns shown in the given layout."""
         return tuple(c for c in self.COLUMNS if (c.compact if compact else c.wide))
 
     def sync(self, rows: Sequence[Row], *, compact: bool = False) -> bool:
-        """Show ``rows`` (in order); returns True when rows were added at the end."""
+        """Show ``rows`` (in order); returns True when rows were added at the end.
+
+        Only rows whose cells changed are rendered again; the screen's layout is touched only
+        when the number of rows or a column's width changes.
+        """
         columns = self.columns_for(compact)
         if columns != self._shown:
-            self.clear(columns=True)
-            for col in columns:
-                self.add_column(Text(col.label, justify="right" if col.right else "left"), key=col.key)
             self._shown = columns
-            self._cells = {}
+            self._widths = [cell_len(c.label) for c in columns]
+            self._cells, self._strips, self._header = {}, {}, None
+        old_keys = self._keys
+        new_cells = {key: tuple(cells.get(c.cell or c.key, Cell("")) for c in columns) for key, cells in rows}
+        new_keys = list(new_cells)
+        kept = [key for key in old_keys if key in new_cells]
+        appended = len(new_keys) > len(kept) and new_keys[: len(kept)] == kept
 
-        wanted = {key for key, _ in rows}
-        kept = [key for key in self._cells if key in wanted]
-        if [key for key, _ in rows[: len(kept)]] != kept:
-            return self._rebuild(rows)  # the order changed
+        widths = self._widths
+        grew = False
+        for key, cells in new_cells.items():
+            if self._cells.get(key) == cells:
+                continue
+            self._strips.pop(key, None)
+            for i, cell in enumerate(cells):
+                if (n := cell_len(cell.text)) > widths[i]:
+                    widths[i], grew = n, True
+        if grew:
+            self._strips, self._header = {}, None
+        changed = grew or new_keys != old_keys or any(self._cells.get(k) != c for k, c in new_cells.items())
+        self._cells, self._keys = new_cells, new_keys
+        if new_keys != old_keys and self.cursor_row >= len(new_keys):
+            self.cursor_row = max(0, len(new_keys) - 1)
+        size = Size(self._total_width(), len(new_keys) + 1)
+        if size != self.virtual_size:
+            self.virtual_size = size
+        if changed:
+            self.refresh()
+        return appended
 
-        for key in [key for key in self._cells if key not in wanted]:
-            self.remove_row(key)
-            del self._cells[key]
-        for key, cells in rows[: len(kept)]:
-            before, after = self._cells[key], self._pick(cells)
-            for col, cell in after.items():
-                if before[col] != cell:
-                    self.update_cell(key, col, self._cell_text(cell), update_width=True)
-            self._cells[key] = after
-        for key, cells in rows[len(kept):]:
-            self._add(key, cells)
-        return len(rows) > len(kept)
+    def _total_width(self) -> int:
+        return sum(w + 2 * CELL_PADDING for w in self._widths)
 
-    def _cell_text(self, cell: Cell) -> Text:
-        style = self.get_component_rich_style(f"deck--{cell.tone}", partial=True) if cell.tone else ""
-        return Text(cell.text, style=style, justify="right" if cell.right else "left", no_wrap=True)
+    # -- rendering ----------------------------------------------------------------------------
 
-    def _pick(self, cells: dict[str, Cell]) -> dict[str, Cell]:
-        """The cells of the shown columns, by column key."""
-        return {col.key: cells.get(col.cell or col.key, Cell("")) for col in self._shown}
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips, self._header = {}, None
 
-    def _add(self, key: str, cells: dict[str, Cell]) -> None:
-        row = self._pick(cells)
-        self.add_row(*(self._cell_text(cell) for cell in row.values()), key=key)
-        self._cells[key] = row
+    def _line(self, cells: Sequence[tuple[str, bool, Style]], base: Style) -> Strip:
+        pad = " " * CELL_PADDING
+        segments: list[Segment] = []
+        for (text, right, style), width in zip(cells, self._widths, strict=True):
+            gap = " " * max(0, width - cell_len(text))
+            segments.append(Segment(pad + (gap if right else ""), base))
+            segments.append(Segment(text, base + style if style else base))
+            segments.append(Segment(("" if right else gap) + pad, base))
+        return Strip(segments, self._total_width())
 
-    def _rebuild(self, rows: Sequence[Row]) -> bool:
-        cursor = self.cursor_row
-        self.clear()
-        self._cells = {}
-        for key, cells in rows:
-            self._add(key, cells)
-        if rows:
-            self.move_cursor(row=min(cursor, len(rows) - 1), animate=False, scroll=False)
-        return bool(rows)
+    def _row_strip(self, key: str) -> Strip:
+        strip = self._strips.get(key)
+        if strip is None:
+            base = self.rich_style
+            strip = self._line([(c.text, c.right, self._tone(c.tone)) for c in self._cells[key]], base)
+            self._strips[key] = strip
+        return strip
+
+    def _tone(self, tone: str | None) -> Style | None:
+        return self.get_component_rich_style(f"deck--{tone}", partial=True) if tone else None
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if y == 0:
+            if self._header is None:
+                style = self.get_component_rich_style("deck--header", partial=True)
+                self._header = self._line([(c.label, c.right, style) for c in self._shown], base)
+            return self._header.crop_extend(scroll_x, scroll_x + width, base)
+        index = scroll_y + y - 1
+        if index >= len(self._keys):
+            return Strip.blank(width, base)
+        strip = self._row_strip(self._keys[index])
+        if index == self.cursor_row and self.has_focus:
+            cursor = self.get_component_rich_style("deck--cursor")
+            strip = Strip(Segment.apply_style(iter(strip), post_style=cursor), strip.cell_length)
+        return strip.crop_extend(scroll_x, scroll_x + width, base)
+
+    # -- cursor -------------------------------------------------------------------------------
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    def _move_cursor(self, row: int) -> None:
+        if not self._keys:
+            return
+        self.cursor_row = max(0, min(len(self._keys) - 1, row))
+        # Row r is virtual line r + 1; the header (line 0) stays in view above it.
+        self.scroll_to_region(Region(0, self.cursor_row + 1, 1, 1), spacing=Spacing(1, 0, 0, 0),
+                              animate=False, immediate=True, x_axis=False)
+        self.refresh()
+
+    def action_cursor(self, step: int) -> None:
+        self._move_cursor(self.cursor_row + step)
+
+    def action_page(self, direction: int) -> None:
+        self._move_cursor(self.cursor_row + direction * max(1, self.scrollable_content_region.height - 1))
+
+    def action_edge(self, end: int) -> None:
+        self._move_cursor(len(self._keys) - 1 if end else 0)
 
 
 class Pane(Vertical):
