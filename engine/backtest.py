@@ -127,7 +127,7 @@ def build_engine(settings, rules, *, run_id: str, journal=None, bus=None, strict
         auto_trading_enabled=bool(settings.auto_trading_enabled),
         position_size_pct=Decimal(risk.position_size_pct),
         stop_loss_pct=Decimal(risk.stop_loss_pct),
-        take_profit_pct=Decimal(risk.take_profit_pct) if risk.take_profit_pct else None,
+        take_profit_pct=Decimal(risk.take_profit_2_pct),
         taker_fee_rate=Decimal(settings.sim.taker_fee_rate),
         max_position_pct=Decimal(risk.max_position_pct),
         max_total_exposure_pct=Decimal(risk.max_total_exposure_pct),

@@ -186,10 +186,90 @@ class RiskSettings(BaseModel):
         lt=100,
         description="Protective stop distance from the entry price, in % of price.",
     )
-    take_profit_pct: Pct = Field(
+    take_profit_1_pct: Pct = Field(
         default=Decimal("5"),
+        ge=0,
+        description=(
+            "First take-profit (TP1) distance from the entry price, in % of price; it closes "
+            "take_profit_1_close_pct of the position. 0 = no partial take-profit."
+        ),
+    )
+    take_profit_1_close_pct: Pct = Field(
+        default=Decimal("50"),
         gt=0,
-        description="Take-profit distance from the entry price, in % of price.",
+        le=100,
+        description="Share of the position TP1 closes, in % of the filled quantity.",
+    )
+    take_profit_2_pct: Pct = Field(
+        default=Decimal("10"),
+        gt=0,
+        description="Final take-profit (TP2) distance from the entry price, in % of price; it closes the rest.",
+    )
+    max_notional_usdt: Annotated[Decimal, _NoBool] = Field(
+        default=Decimal("0"),
+        ge=0,
+        description="Largest notional of one position on any symbol, in USDT; 0 = only the leverage bracket limits it.",
+    )
+    max_notional_by_symbol: dict[str, Annotated[Decimal, _NoBool]] = Field(
+        default_factory=dict,
+        description="Per-symbol notional caps in USDT that replace max_notional_usdt, e.g. { BTCUSDT = 5000 }.",
+    )
+    max_positions_per_day: Annotated[int, _NoBool] = Field(
+        default=10,
+        ge=0,
+        description="Most positions opened per UTC day (counted when an entry fills); 0 blocks all new entries.",
+    )
+    max_consecutive_losses: Annotated[int, _NoBool] = Field(
+        default=4,
+        ge=0,
+        description="Halt new entries after this many losing trades in a row (resume by hand); 0 = off.",
+    )
+    strategy_loss_limit_pct: Pct = Field(
+        default=Decimal("3"),
+        ge=0,
+        le=100,
+        description=(
+            "Disable a strategy once its closed trades have lost this % of the starting equity "
+            "(net of fees and funding); resume re-enables it. 0 = off."
+        ),
+    )
+    funding_blackout_min: Annotated[int, _NoBool] = Field(
+        default=5,
+        ge=0,
+        le=239,
+        description="No new entries this many minutes before and after each funding time (00/08/16 UTC); 0 = off.",
+    )
+    atr_period: Annotated[int, _NoBool] = Field(
+        default=14,
+        ge=2,
+        le=1000,
+        description="Candles in the 1m ATR used for volatility sizing.",
+    )
+    atr_max_pct: Pct = Field(
+        default=Decimal("0.5"),
+        ge=0,
+        description=(
+            "When the 1m ATR exceeds this % of price, the entry size is scaled by atr_max_pct / ATR%; "
+            "0 = off."
+        ),
+    )
+    shock_move_pct: Pct = Field(
+        default=Decimal("3"),
+        ge=0,
+        description=(
+            "Market-shock halt: a closed 1m candle whose range (high - low) exceeds this % of its "
+            "open halts new entries; 0 = off."
+        ),
+    )
+    shock_cooldown_s: Annotated[int, _NoBool] = Field(
+        default=900,
+        ge=0,
+        description="Seconds after a market shock before the halt is re-evaluated (lifted if no new shock).",
+    )
+    min_trade_size: Annotated[Decimal, _NoBool] = Field(
+        default=Decimal("20"),
+        ge=0,
+        description="Smallest entry worth sending, in USDT notional; smaller sized entries are denied.",
     )
 
     @model_validator(mode="after")
@@ -204,7 +284,146 @@ class RiskSettings(BaseModel):
                 f"max_total_exposure_pct ({self.max_total_exposure_pct}) must be at least "
                 f"max_position_pct ({self.max_position_pct})"
             )
+        if self.take_profit_1_pct and self.take_profit_1_pct >= self.take_profit_2_pct:
+            raise ValueError(
+                f"take_profit_1_pct ({self.take_profit_1_pct}) must be below "
+                f"take_profit_2_pct ({self.take_profit_2_pct}), or 0 to turn TP1 off"
+            )
+        for symbol, cap in self.max_notional_by_symbol.items():
+            if cap <= 0:
+                raise ValueError(f"max_notional_by_symbol.{symbol} must be above 0 USDT, got {cap}")
         return self
+
+
+class ExitSettings(BaseModel):
+    """How an open position is managed after entry (besides its stop and take-profits)."""
+
+    model_config = _FROZEN
+
+    break_even_trigger_pct: Pct = Field(
+        default=Decimal("1.5"),
+        ge=0,
+        description=(
+            "Move the stop to entry plus fees once price has moved this % in favour; "
+            "0 = use break_even_trigger_r (both 0 = no break-even)."
+        ),
+    )
+    break_even_trigger_r: Annotated[Decimal, _NoBool] = Field(
+        default=Decimal("0"),
+        ge=0,
+        description="Break-even trigger as a multiple of the stop distance (R); used when break_even_trigger_pct = 0.",
+    )
+    break_even_timeout_s: Annotated[int, _NoBool] = Field(
+        default=3600,
+        ge=0,
+        description="Close at market if break-even is not reached within this many seconds of entry; 0 = no time limit.",
+    )
+    trailing: Literal["off", "exchange", "engine"] = Field(
+        default="off",
+        description=(
+            "Trailing stop: \"exchange\" rests a TRAILING_STOP_MARKET on Binance, \"engine\" moves the "
+            "stop itself as price makes new extremes, \"off\" = none."
+        ),
+    )
+    trailing_activation_pct: Pct = Field(
+        default=Decimal("2"),
+        gt=0,
+        description="Profit, in % of the entry price, at which the trailing stop starts to follow.",
+    )
+    trailing_callback_pct: Pct = Field(
+        default=Decimal("1"),
+        ge=Decimal("0.1"),
+        le=Decimal("20"),
+        description="Distance the trailing stop keeps behind the best price, in % (Binance allows 0.1-20).",
+    )
+
+    @field_validator("trailing", mode="before")
+    @classmethod
+    def _lower_trailing(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_trigger(self) -> ExitSettings:
+        if self.break_even_trigger_pct and self.break_even_trigger_r:
+            raise ValueError("set break_even_trigger_pct or break_even_trigger_r, not both (the other must be 0)")
+        return self
+
+
+class ExecutionSettings(BaseModel):
+    """How entries are sent: order type, time to live, slicing, and retries."""
+
+    model_config = _FROZEN
+
+    entry_order: Literal["market", "limit"] = Field(
+        default="market",
+        description="Entry order type: \"market\", or \"limit\" (GTC at the signal price, cancelled after order_ttl_s).",
+    )
+    limit_offset_bps: Annotated[Decimal, _NoBool] = Field(
+        default=Decimal("0"),
+        ge=0,
+        le=500,
+        description="Limit entries are placed this many basis points better than the signal price.",
+    )
+    order_ttl_s: Annotated[int, _NoBool] = Field(
+        default=120,
+        gt=0,
+        description="Seconds an unfilled limit entry may rest before it is cancelled (also the age at which "
+                    "orders left from earlier runs are cleaned up).",
+    )
+    split: Literal["off", "twap", "vwap"] = Field(
+        default="off",
+        description=(
+            "Slice large entries: \"twap\" = equal slices over split_duration_s, \"vwap\" = slices "
+            "weighted by the volume profile of recent candles, \"off\" = one order."
+        ),
+    )
+    split_min_notional: Annotated[Decimal, _NoBool] = Field(
+        default=Decimal("20000"),
+        gt=0,
+        description="Entries of at least this notional (USDT) are sliced when split is on.",
+    )
+    split_slices: Annotated[int, _NoBool] = Field(
+        default=5,
+        ge=2,
+        le=100,
+        description="Number of slices a split entry is sent in.",
+    )
+    split_duration_s: Annotated[int, _NoBool] = Field(
+        default=300,
+        ge=60,
+        description="Time over which the slices of a split entry are sent, in seconds.",
+    )
+    vwap_lookback: Annotated[int, _NoBool] = Field(
+        default=1440,
+        ge=10,
+        description="Closed 1m candles of history behind the VWAP volume profile (by minute of day when >= 1440).",
+    )
+    position_wait_s: Annotated[float, _NoBool] = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description=(
+            "After an entry fill, wait at most this long for the exchange to report the position before "
+            "placing protection anyway."
+        ),
+    )
+    retry_attempts: Annotated[int, _NoBool] = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Retries of an order on transient errors (timeouts, 5xx, rate limits) before giving up.",
+    )
+    retry_backoff_s: Annotated[float, _NoBool] = Field(
+        default=0.5,
+        ge=0,
+        le=30,
+        description="Wait before the first retry, in seconds; doubled for each further retry.",
+    )
+
+    @field_validator("entry_order", "split", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class SimSettings(BaseModel):
@@ -354,6 +573,12 @@ class Settings(BaseSettings):
     )
     risk: RiskSettings = Field(
         default_factory=RiskSettings, description="Risk limits (the [risk] table)."
+    )
+    exits: ExitSettings = Field(
+        default_factory=ExitSettings, description="Trade management after entry (the [exits] table)."
+    )
+    execution: ExecutionSettings = Field(
+        default_factory=ExecutionSettings, description="How entries are sent (the [execution] table)."
     )
     sim: SimSettings = Field(
         default_factory=SimSettings, description="Simulator settings (the [sim] table)."

@@ -68,7 +68,7 @@ def test_builtin_defaults():
     assert s.risk.max_daily_trades == 20
     assert s.risk.max_daily_loss_pct == Decimal("5")
     assert s.risk.stop_loss_pct == Decimal("3")
-    assert s.risk.take_profit_pct == Decimal("5")
+    assert s.risk.take_profit_2_pct == Decimal("10")
     assert s.sim == SimSettings()
     assert s.sim.starting_balance == Decimal("10000")
     assert s.sim.data_files == [] and s.sim.funding_files == []
@@ -177,12 +177,12 @@ def test_nested_tables_merge_across_sources(tmp_path):
         tmp_path,
         "[risk]\nstop_loss_pct = 2\n[sim]\nspeed = 5\n",
         dotenv="PERPDECK_RISK__MAX_DAILY_TRADES=7\n",
-        environ={"PERPDECK_RISK__TAKE_PROFIT_PCT": "9"},
+        environ={"PERPDECK_RISK__TAKE_PROFIT_2_PCT": "9"},
         overrides={"sim.starting_balance": 500},
     )
     assert s.risk.stop_loss_pct == Decimal("2")
     assert s.risk.max_daily_trades == 7
-    assert s.risk.take_profit_pct == Decimal("9")
+    assert s.risk.take_profit_2_pct == Decimal("9")
     assert s.risk.max_position_pct == Decimal("10")  # untouched default
     assert s.sim.speed == 5
     assert s.sim.starting_balance == Decimal("500")
