@@ -29,6 +29,7 @@ from engine.data import (
 )
 from engine.exchange.sim.matching import SimExchange, load_default_rules
 from engine.exchange.sim.port import SimPort
+from engine.orders.manager import EntryPolicy, ExitPolicy
 from engine.model import Candle, MarginType, PositionMode
 from engine.strategies.base import StrategyError, available, build_strategy
 
@@ -111,6 +112,39 @@ def build_sim_run(
     return SimRun(run_id, sim, port, engine, journal, candles, files, Decimal(settings.sim.starting_balance))
 
 
+def exit_policy(settings) -> ExitPolicy:
+    """The order manager's trade-management plan from ``[risk]`` and ``[exits]``."""
+    risk, ex = settings.risk, settings.exits
+    return ExitPolicy(
+        take_profit_1_pct=Decimal(risk.take_profit_1_pct) if risk.take_profit_1_pct else None,
+        take_profit_1_close_pct=Decimal(risk.take_profit_1_close_pct),
+        break_even_trigger_pct=Decimal(ex.break_even_trigger_pct),
+        break_even_trigger_r=Decimal(ex.break_even_trigger_r),
+        break_even_timeout_ms=int(ex.break_even_timeout_s) * 1000,
+        fee_rate=Decimal(settings.sim.taker_fee_rate),
+        trailing=ex.trailing,
+        trailing_activation_pct=Decimal(ex.trailing_activation_pct),
+        trailing_callback_pct=Decimal(ex.trailing_callback_pct),
+    )
+
+
+def entry_policy(settings) -> EntryPolicy:
+    """How entries are sent, from ``[execution]``."""
+    x = settings.execution
+    return EntryPolicy(
+        order=x.entry_order,
+        limit_offset_bps=Decimal(x.limit_offset_bps),
+        ttl_ms=int(x.order_ttl_s) * 1000,
+        split=x.split,
+        split_min_notional=Decimal(x.split_min_notional),
+        split_slices=int(x.split_slices),
+        split_duration_ms=int(x.split_duration_s) * 1000,
+        position_wait_ms=int(float(x.position_wait_s) * 1000),
+        retry_attempts=int(x.retry_attempts),
+        retry_backoff_ms=int(float(x.retry_backoff_s) * 1000),
+    )
+
+
 def build_engine(settings, rules, *, run_id: str, journal=None, bus=None, strict: bool = False) -> Engine:
     """The engine with every registered strategy, the configured guard and order manager."""
     if settings.active_strategy not in available():
@@ -133,6 +167,9 @@ def build_engine(settings, rules, *, run_id: str, journal=None, bus=None, strict
         max_total_exposure_pct=Decimal(risk.max_total_exposure_pct),
         max_daily_trades=int(risk.max_daily_trades),
         max_daily_loss_pct=Decimal(risk.max_daily_loss_pct),
+        exits=exit_policy(settings),
+        entries=entry_policy(settings),
+        vwap_lookback=int(settings.execution.vwap_lookback),
     )
     return Engine(
         namespace=run_id,

@@ -62,6 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr = exp_sub.add_parser("trades", help="export trades as CSV")
     tr.add_argument("--csv", type=Path, required=True, help="output CSV path")
     tr.add_argument("--run", default=None, help="run id (default: the last run)")
+    rep = sub.add_parser("report", help="performance statistics per strategy from the journal")
+    rep.add_argument("--run", default=None, help="run id (default: the last run, unless --from/--to is given)")
+    rep.add_argument("--from", dest="date_from", default=None, metavar="YYYY-MM-DD",
+                     help="first UTC day of trade exits (inclusive); across all runs unless --run is given")
+    rep.add_argument("--to", dest="date_to", default=None, metavar="YYYY-MM-DD",
+                     help="last UTC day of trade exits (inclusive)")
+    rep.add_argument("--strategy", dest="report_strategy", default=None, metavar="NAME",
+                     help="only this strategy's trades")
+    rep.add_argument("--equity", default=None, metavar="USDT",
+                     help="starting equity for return %% and drawdown %% (default: as recorded for the run)")
+    rep.add_argument("--json", dest="report_json", action="store_true", help="print the figures as JSON")
     sub.add_parser("strategies", help="list registered strategies")
     ctl = sub.add_parser("ctl", help="operate a running perpdeck (same state directory) over its local socket")
     ctl.add_argument("action", choices=["status", "halt", "resume", "flatten"])
@@ -123,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.command == "export":
         return _export_trades(settings, args)
+    if args.command == "report":
+        return _report(settings, args)
     if args.command == "sim-exchange":
         return _sim_exchange(settings, args)
     if args.command == "ctl":
@@ -165,6 +178,48 @@ def _export_trades(settings, args) -> int:
     except StoreError as exc:
         return _fail(str(exc))
     print(f"wrote {n} trades to {args.csv}")
+    return EXIT_OK
+
+
+def _report(settings, args) -> int:
+    from engine.state.report import (
+        ReportError,
+        UnknownRunError,
+        format_report,
+        format_report_json,
+        load_report,
+        parse_day,
+        parse_equity,
+    )
+    from engine.state.store import Store, StoreError
+
+    try:
+        date_from = None if args.date_from is None else parse_day(args.date_from, "--from")
+        date_to = None if args.date_to is None else parse_day(args.date_to, "--to")
+        equity = None if args.equity is None else parse_equity(args.equity, "--equity")
+        if date_from is not None and date_to is not None and date_from > date_to:
+            raise ReportError(f"--from {date_from} is after --to {date_to}")
+    except ReportError as exc:
+        return _fail(str(exc))
+    db = settings.db_path
+    if not Path(db).exists():
+        return _fail(f"no database at {db} (run perpdeck first, or pass --state-dir)")
+
+    async def go():
+        store = await Store.open(db)
+        try:
+            return await load_report(store, run_id=args.run, date_from=date_from, date_to=date_to,
+                                     strategy=args.report_strategy, equity=equity)
+        finally:
+            await store.close()
+
+    try:
+        report = asyncio.run(go())
+    except UnknownRunError as exc:
+        return _fail(f"--run: {exc}")
+    except (ReportError, StoreError) as exc:
+        return _fail(str(exc))
+    print(format_report_json(report) if (args.report_json or args.json) else format_report(report))
     return EXIT_OK
 
 

@@ -13,7 +13,7 @@ both drive this same object:
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Iterable
@@ -63,7 +63,9 @@ from engine.model import (
 from engine.orders.manager import (
     CancelAlgoOrder,
     CancelOrder,
+    EntryPolicy,
     ExchangeCommand,
+    ExitPolicy,
     OrderManager,
     SubmitAlgoOrder,
     SubmitOrder,
@@ -100,6 +102,9 @@ class EngineParams:
     max_total_exposure_pct: Decimal = Decimal(50)
     max_daily_trades: int | None = 20
     max_daily_loss_pct: Decimal | None = Decimal(5)
+    exits: ExitPolicy = field(default_factory=ExitPolicy)
+    entries: EntryPolicy | None = None
+    vwap_lookback: int = 1440
 
 
 @dataclass
@@ -185,7 +190,11 @@ class Engine:
             strict=strict,
             journal=journal,
             clock=self.clock,
+            exits=params.exits,
+            entries=params.entries,
+            volume_profile=self.volume_profile,
         )
+        self._volumes: dict[str, deque] | None = {} if params.entries is not None and params.entries.split == "vwap" else None
         self.trades = TradeBook(on_open=self._trade_opened, on_close=self._trade_closed,
                                 on_update=self._trade_updated)
 
@@ -304,6 +313,16 @@ class Engine:
                 self.journal.candle(candle)
             if self._want_candles:
                 self.bus.publish(CandleClosed(candle))
+        if self._volumes is not None:
+            hist = self._volumes.get(sym)
+            if hist is None:
+                hist = self._volumes[sym] = deque(maxlen=self.params.vwap_lookback)
+            hist.append((candle.open_time_ms, float(candle.volume)))
+        orders = self.orders
+        if orders._by_symbol:
+            orders.on_price(sym, candle.high, candle.low, close, candle=True)
+        if orders._next_due_ms is not None:
+            orders.on_time(candle.close_time_ms)
         slots = self._mtm.get(sym)
         if slots is not None:
             high, low, f = candle.high, candle.low, candle.close_f
@@ -388,9 +407,38 @@ class Engine:
 
     # -- exchange facts -------------------------------------------------------------------------
 
-    def on_mark(self, symbol: str, mark_price: Decimal) -> None:
-        """A mark price from the exchange's stream (between candles)."""
+    def on_mark(self, symbol: str, mark_price: Decimal, time_ms: int | None = None) -> None:
+        """A mark price from the exchange's stream (between candles): break-even triggers and
+        timers react to it without waiting for the candle to close."""
         self.marks[symbol] = mark_price
+        if time_ms is not None:
+            self.clock.advance(time_ms)
+        self.orders.on_price(symbol, mark_price, mark_price, mark_price, candle=False)
+        self.orders.on_time(self.clock.now_ms())
+
+    def on_tick(self, now_ms: int) -> None:
+        """Exchange time moved on with no event (the runtime's timer): timers, TTLs, slices, retries."""
+        self.clock.advance(now_ms)
+        self.orders.on_time(self.clock.now_ms())
+
+    def volume_profile(self, symbol: str, start_ms: int, slices: int, slice_ms: int) -> list[float] | None:
+        """VWAP weights: the mean volume of past candles in each slice's minutes of the day."""
+        hist = self._volumes.get(symbol) if self._volumes else None
+        if not hist:
+            return None
+        day = 86_400_000
+        sums = [0.0] * slices
+        counts = [0] * slices
+        span = slices * slice_ms
+        for t, v in hist:
+            off = (t - start_ms) % day
+            if off < span:
+                i = off // slice_ms
+                sums[i] += v
+                counts[i] += 1
+        if not all(counts):
+            return None
+        return [sums[i] / counts[i] for i in range(slices)]
 
     def on_exchange_event(self, ev: object) -> None:
         if isinstance(ev, ExOrderUpdate):
@@ -402,6 +450,8 @@ class Engine:
             self._on_account_update(ev)
         elif isinstance(ev, ExStreamExpired):
             self._log("WARNING", "user data stream expired (listenKey); a new one is needed")
+        if self.orders._next_due_ms is not None:
+            self.orders.on_time(self.clock.now_ms())
         self._after_orders()
 
     def _on_order_update(self, ev: ExOrderUpdate) -> None:
@@ -540,6 +590,9 @@ class Engine:
     def handle(self, cmd: object) -> None:
         if isinstance(cmd, Halt):
             self.set_state(EngineState.HALTED, cmd.reason)
+            dropped = self.orders.stop_new_slices()
+            if dropped:
+                self._log("WARNING", f"halted: {dropped} unsent entry slice(s) dropped")
         elif isinstance(cmd, Resume):
             self.set_state(EngineState.ACTIVE, "resumed")
         elif isinstance(cmd, FlattenAll):

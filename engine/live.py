@@ -72,7 +72,9 @@ class LiveRuntime(RuntimeBase):
         self._kick()
 
     def on_mark(self, mark: MarkPrice) -> None:
-        self.engine.on_mark(mark.symbol, mark.mark_price)
+        self.engine.on_mark(mark.symbol, mark.mark_price, mark.event_time_ms)
+        if self.engine.has_commands():
+            self._kick()
 
     def on_user_event(self, fact: object) -> None:
         self.engine.on_exchange_event(fact)
@@ -87,6 +89,19 @@ class LiveRuntime(RuntimeBase):
             return self.adapter.stream_status()
         except Exception:  # the heartbeat must never die on a status read
             return {"market": "unknown", "user": "unknown"}
+
+    def _tick(self) -> None:
+        """Let exchange time run on between events (timers, TTLs, slices, retries). Live, the
+        exchange's time is the server clock estimate; a replay's time only moves with its data."""
+        if self.has_replay:
+            return
+        try:
+            now = self.adapter.rest.server_now_ms()
+        except Exception:  # noqa: BLE001 - no estimate yet: events still move the clock
+            return
+        self.engine.on_tick(now)
+        if self.engine.has_commands():
+            self._kick()
 
     # -- executing the engine's commands ------------------------------------------------------------
 
@@ -193,6 +208,7 @@ class LiveRuntime(RuntimeBase):
                 await asyncio.wait_for(self._stop.wait(), timeout=0.2)
             except asyncio.TimeoutError:
                 pass
+            self._tick()
             if self.replay_finished():
                 self.finished = True
                 break

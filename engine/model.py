@@ -128,7 +128,11 @@ class OrderPurpose(str, Enum):
 
     ENTRY = "entry"
     STOP_LOSS = "stop_loss"
-    TAKE_PROFIT = "take_profit"
+    BREAK_EVEN_STOP = "break_even_stop"  # the stop after it was moved to entry plus fees
+    TRAILING_STOP = "trailing_stop"  # a stop that follows price (engine-moved or TRAILING_STOP_MARKET)
+    TAKE_PROFIT_1 = "take_profit_1"  # the partial take-profit
+    TAKE_PROFIT = "take_profit"  # the final take-profit (TP2)
+    BREAK_EVEN_TIMEOUT = "break_even_timeout"  # closed: break-even not reached in time
     EMERGENCY_CLOSE = "emergency_close"  # protection could not be placed
     FLATTEN = "flatten"
     END_OF_DATA = "end_of_data"
@@ -136,13 +140,21 @@ class OrderPurpose(str, Enum):
 
 
 class ExitReason(str, Enum):
+    """Why a trade ended: the purpose of the order whose fill made it flat."""
+
     STOP_LOSS = "stop_loss"
-    TAKE_PROFIT = "take_profit"
+    BREAK_EVEN_STOP = "break_even_stop"
+    TRAILING = "trailing"
+    TAKE_PROFIT_1 = "take_profit_1"
+    TAKE_PROFIT_2 = "take_profit_2"
+    TAKE_PROFIT = "take_profit"  # rows written before TP1/TP2 existed
+    BREAK_EVEN_TIMEOUT = "break_even_timeout"
     NO_PROTECTION = "no_protection"
     FLATTEN = "flatten"
     END_OF_DATA = "end_of_data"
     LIQUIDATION = "liquidation"
-    EXTERNAL = "external"
+    MANUAL = "manual"  # closed outside perpdeck (by hand on the exchange)
+    EXTERNAL = "external"  # rows written before MANUAL existed
 
 
 class Verdict(str, Enum):
@@ -259,6 +271,8 @@ class AlgoOrderRequest:
     working_type: WorkingType = WorkingType.MARK_PRICE
     price_protect: bool = False
     signal_id: str | None = None
+    callback_rate: Decimal | None = None
+    """TRAILING_STOP_MARKET only: callback in % (``trigger_price`` is then the activation price)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,12 @@ class GuardView:
     used_margin: Decimal = Decimal(0)  # initial margin held by open positions
     entries_today: int = 0  # entries accepted since 00:00 UTC (exchange time)
     day_start_equity: Decimal = Decimal(0)  # equity at 00:00 UTC (or at start)
+    positions_opened_today: int = 0  # positions whose entry filled since 00:00 UTC (exchange time)
+    consecutive_losses: int = 0  # closed trades in a row with net PnL < 0 (RiskMonitor)
+    strategy_net_pnl: Mapping[str, Decimal] = field(default_factory=dict)  # closed trades, since start
+    disabled_strategies: frozenset[str] = frozenset()  # disabled by the RiskMonitor until resume
+    start_equity: Decimal = Decimal(0)  # equity when the engine started
+    atr_pct: Mapping[str, float] = field(default_factory=dict)  # symbol -> latest 1m ATR, % of price
 
     def key_for(self, signal: Signal) -> tuple[str, PositionSide]:
         if self.position_mode is PositionMode.HEDGE:

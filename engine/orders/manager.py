@@ -44,6 +44,50 @@ log = logging.getLogger(__name__)
 
 PositionKey = tuple[str, PositionSide]
 HUNDRED = Decimal(100)
+TEN_THOUSAND = Decimal(10_000)
+
+
+@dataclass(frozen=True, slots=True)
+class ExitPolicy:
+    """How a position is managed after entry. Percentages are of price (3 = 3%)."""
+
+    take_profit_1_pct: Decimal | None = None
+    """TP1 distance; None = no partial take-profit."""
+    take_profit_1_close_pct: Decimal = Decimal(50)
+    break_even_trigger_pct: Decimal = Decimal(0)
+    break_even_trigger_r: Decimal = Decimal(0)
+    """Trigger as a multiple of the stop distance, when ``break_even_trigger_pct`` is 0."""
+    break_even_timeout_ms: int = 0
+    """Close at market when break-even is not reached this long after the entry; 0 = never."""
+    fee_rate: Decimal = Decimal("0.0005")
+    """Taker fee rate: the break-even stop sits at entry plus the entry's and the exit's fee."""
+    trailing: str = "off"
+    """``off`` | ``exchange`` (TRAILING_STOP_MARKET) | ``engine`` (the stop follows the best price)."""
+    trailing_activation_pct: Decimal = Decimal(2)
+    trailing_callback_pct: Decimal = Decimal(1)
+
+    @property
+    def break_even(self) -> bool:
+        return bool(self.break_even_trigger_pct or self.break_even_trigger_r)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPolicy:
+    """How entries are sent."""
+
+    order: str = "market"
+    """``market`` | ``limit`` (GTC at the signal price less ``limit_offset_bps``, cancelled after ``ttl_ms``)."""
+    limit_offset_bps: Decimal = Decimal(0)
+    ttl_ms: int = 120_000
+    split: str = "off"
+    """``off`` | ``twap`` (equal slices) | ``vwap`` (slices weighted by the recent volume profile)."""
+    split_min_notional: Decimal = Decimal(20_000)
+    split_slices: int = 5
+    split_duration_ms: int = 300_000
+    position_wait_ms: int = 5_000
+    """After an entry fill, how long to wait for the exchange to report the position."""
+    retry_attempts: int = 3
+    retry_backoff_ms: int = 500
 
 
 # -- commands for the driver --------------------------------------------------------------------
@@ -147,7 +191,7 @@ class _AlgoState:
 
 @dataclass(slots=True)
 class Bracket:
-    """The protection plan of one position (entry → stop + take-profit)."""
+    """The management plan of one position: entry (maybe sliced), stop, take-profits, timers."""
 
     key: PositionKey
     direction: Direction
@@ -161,8 +205,41 @@ class Bracket:
     stop_price: Decimal | None = None
     take_profit_price: Decimal | None = None
     stop_attempt: int = 0
+    stop_purpose: OrderPurpose = OrderPurpose.STOP_LOSS
     closing: bool = False
     entry_done: bool = False
+    entry_ids: list[str] = field(default_factory=list)
+    """Every entry order (one, or one per slice)."""
+    slices: list[tuple[int, Decimal]] = field(default_factory=list)
+    """Slices still to send: (due exchange ms, quantity)."""
+    entry_deadline_ms: int | None = None
+    """A resting limit entry is cancelled at this exchange time."""
+    entry_price: Decimal = ZERO
+    """Average fill price of the entry so far."""
+    filled_qty: Decimal = ZERO
+    opened_ms: int | None = None
+    await_position_until: int | None = None
+    """Protection waits for the exchange to report the position until this time."""
+    protection_placed: bool = False
+    targets_placed: bool = False
+    """Take-profits (and an exchange trailing stop) placed for the completed entry."""
+    tp1_client_id: str | None = None
+    tp1_price: Decimal | None = None
+    tp1_qty: Decimal | None = None
+    tp1_done: bool = False
+    trail_client_id: str | None = None
+    be_trigger: Decimal | None = None
+    be_price: Decimal | None = None
+    be_deadline_ms: int | None = None
+    be_reached: bool = False
+    trail_active: bool = False
+    trail_extreme: Decimal | None = None
+    pending_stop: tuple[str, Decimal, OrderPurpose] | None = None
+    """A replacement stop sent but not yet acknowledged: (client algo id, trigger, purpose)."""
+
+    @property
+    def long(self) -> bool:
+        return self.direction is Direction.LONG
 
 
 @dataclass(slots=True)
@@ -186,6 +263,9 @@ class OrderManager:
         on_order=None,
         on_algo=None,
         clock=None,
+        exits: ExitPolicy | None = None,
+        entries: EntryPolicy | None = None,
+        volume_profile=None,
     ) -> None:
         self.namespace = namespace
         self.rules = rules
@@ -196,6 +276,10 @@ class OrderManager:
         self.journal = journal
         self._on_order = on_order
         self._on_algo = on_algo
+        self.exits = exits or ExitPolicy()
+        self.entries = entries or EntryPolicy(retry_attempts=max_protection_retries, retry_backoff_ms=0)
+        self.volume_profile = volume_profile
+        """``(symbol, start_ms, slices, slice_ms) -> weights`` for VWAP slicing (None = equal)."""
         self.outbox: list[ExchangeCommand] = []
         self.orders: dict[str, _OrderState] = {}
         self.algos: dict[str, _AlgoState] = {}
@@ -207,6 +291,11 @@ class OrderManager:
         self.effects = OrderEffects()
         self.clock = clock if clock is not None else EventClock()
         self.illegal_transitions = 0
+        self._retries: list[tuple[int, ExchangeCommand]] = []
+        """Commands waiting out a backoff: (due exchange ms, command)."""
+        self._next_due_ms: int | None = None
+        """The earliest time anything time-driven (timers, slices, TTLs, retries) is due."""
+        self._by_symbol: dict[str, list[Bracket]] = {}
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -277,13 +366,34 @@ class OrderManager:
                       st.status.value, new.value, st.req.client_algo_id)
             st.status = new
 
+    def _due(self, when_ms: int | None) -> None:
+        if when_ms is not None and (self._next_due_ms is None or when_ms < self._next_due_ms):
+            self._next_due_ms = when_ms
+
+    def _index(self, br: Bracket) -> None:
+        self._by_symbol.setdefault(br.key[0], []).append(br)
+
+    def _drop_bracket(self, key: PositionKey) -> Bracket | None:
+        br = self.brackets.pop(key, None)
+        if br is not None:
+            lst = self._by_symbol.get(key[0])
+            if lst is not None and br in lst:
+                lst.remove(br)
+                if not lst:
+                    del self._by_symbol[key[0]]
+        return br
+
     # -- entries ------------------------------------------------------------------------------
 
     def open(self, intent: OrderIntent, stop_pct: Decimal, take_profit_pct: Decimal | None) -> str:
-        """Queue a MARKET entry for an approved intent; protection follows its first fill."""
+        """Queue the entry for an approved intent; protection follows its first fill.
+
+        MARKET by default; a LIMIT (GTC, cancelled after the TTL) when the entry policy says so;
+        sliced (TWAP/VWAP) when the notional is at least ``split_min_notional``.
+        """
         key = (intent.symbol, intent.position_side)
         coid = client_id(self.namespace, intent.signal_id, "entry")
-        self.brackets[key] = Bracket(
+        br = Bracket(
             key=key,
             direction=intent.direction,
             signal_id=intent.signal_id,
@@ -292,47 +402,218 @@ class OrderManager:
             stop_pct=stop_pct,
             take_profit_pct=take_profit_pct,
         )
+        self.brackets[key] = br
+        self._index(br)
         self.pending_entries[key] = coid
+        pol = self.entries
+        slices = self._plan_slices(intent) if pol.split != "off" and intent.notional >= pol.split_min_notional else None
+        if slices:
+            br.slices = slices
+            log.info("%s entry of %s split %s into %d slices over %ds", intent.symbol, intent.quantity,
+                     pol.split.upper(), len(slices), pol.split_duration_ms // 1000)
+            self._send_due_slices(br, self.clock.now_ms())
+            return coid
+        self._send_entry(br, coid, intent.quantity, limit_price=self._limit_price(intent))
+        return coid
+
+    def _limit_price(self, intent: OrderIntent) -> Decimal | None:
+        if self.entries.order != "limit":
+            return None
+        rules = self.rules[intent.symbol]
+        off = self.entries.limit_offset_bps / TEN_THOUSAND
+        if intent.direction is Direction.LONG:
+            return rules.round_price_down(intent.reference_price * (1 - off))
+        return rules.round_price_up(intent.reference_price * (1 + off))
+
+    def _send_entry(self, br: Bracket, coid: str, qty: Decimal, limit_price: Decimal | None = None) -> None:
+        br.entry_ids.append(coid)
+        self.pending_entries[br.key] = coid
+        if limit_price is not None:
+            br.entry_deadline_ms = self.clock.now_ms() + self.entries.ttl_ms
+            self._due(br.entry_deadline_ms)
         self._submit(
             OrderRequest(
                 client_order_id=coid,
-                symbol=intent.symbol,
-                side=intent.direction.entry_side,
-                type=OrderType.MARKET,
-                quantity=intent.quantity,
+                symbol=br.key[0],
+                side=br.direction.entry_side,
+                type=OrderType.LIMIT if limit_price is not None else OrderType.MARKET,
+                quantity=qty,
                 purpose=OrderPurpose.ENTRY,
-                position_side=intent.position_side,
-                signal_id=intent.signal_id,
+                position_side=br.key[1],
+                price=limit_price,
+                time_in_force="GTC" if limit_price is not None else None,
+                signal_id=br.signal_id,
             )
         )
-        return coid
+
+    def _plan_slices(self, intent: OrderIntent) -> list[tuple[int, Decimal]]:
+        """Split the intent's quantity into timed slices (TWAP equal, VWAP by volume profile).
+
+        Every slice is a whole number of steps and at least the symbol's minimum quantity and
+        notional; a slice that would be smaller is merged into the next one."""
+        pol = self.entries
+        n = pol.split_slices
+        rules = self.rules[intent.symbol]
+        now = self.clock.now_ms()
+        step_ms = pol.split_duration_ms // n
+        weights: list[float] | None = None
+        if pol.split == "vwap" and self.volume_profile is not None:
+            weights = self.volume_profile(intent.symbol, now, n, step_ms)
+        if not weights or len(weights) != n or sum(weights) <= 0:
+            weights = [1.0] * n
+        total_w = sum(weights)
+        qty = intent.quantity
+        price = intent.reference_price
+        out: list[tuple[int, Decimal]] = []
+        given = ZERO
+        carry = ZERO
+        for i, w in enumerate(weights):
+            if i == n - 1:
+                q = qty - given
+            else:
+                q = rules.round_qty(qty * Decimal(repr(w / total_w)), market=True) + carry
+                carry = ZERO
+                if q <= 0 or not rules.min_qty_ok(q) or q * price < rules.min_notional:
+                    carry = q  # too small to send on its own: merged into the next slice
+                    continue
+                if given + q > qty:
+                    q = qty - given
+            if q > 0:
+                out.append((now + i * step_ms, q))
+                given += q
+        if not out:
+            return []
+        return out if len(out) > 1 else []
+
+    def _send_due_slices(self, br: Bracket, now_ms: int) -> None:
+        while br.slices and br.slices[0][0] <= now_ms and not br.closing:
+            _, q = br.slices.pop(0)
+            idx = len(br.entry_ids)
+            self._send_entry(br, client_id(self.namespace, br.signal_id, "entry", idx), q)
+        if br.slices:
+            self._due(br.slices[0][0])
+
+    def _entry_open(self, br: Bracket) -> bool:
+        """Whether any entry order of the bracket is still working (or slices are left)."""
+        if br.slices:
+            return True
+        return any(self.orders[c].status.is_open for c in br.entry_ids if c in self.orders)
+
+    def _entry_fills(self, br: Bracket) -> tuple[Decimal, Decimal]:
+        """(filled quantity, average price) over all entry orders of the bracket."""
+        qty = cost = ZERO
+        for c in br.entry_ids:
+            st = self.orders.get(c)
+            if st is not None and st.filled_qty > 0:
+                qty += st.filled_qty
+                cost += st.filled_qty * st.avg_price
+        return qty, (cost / qty if qty else ZERO)
 
     # -- protection ---------------------------------------------------------------------------
 
     def _protect(self, br: Bracket, entry_price: Decimal) -> None:
-        """Place the stop (and take-profit) for a bracket whose entry has (partly) filled."""
+        """Place the stop for a bracket whose entry has (partly) filled; the take-profits (and an
+        exchange trailing stop) follow once the whole entry is in."""
         if br.closing:
             return
         rules = self.rules[br.key[0]]
-        long = br.direction is Direction.LONG
+        long = br.long
         exit_side = br.direction.exit_side
+        br.protection_placed = True
         if br.stop_client_id is None or not self._algo_alive(br.stop_client_id):
-            f = br.stop_pct / HUNDRED
-            raw = entry_price * (1 - f) if long else entry_price * (1 + f)
-            # round the stop outward by at most one tick (never inside the requested distance)
-            stop = rules.round_price_down(raw) if long else rules.round_price_up(raw)
-            br.stop_price = stop
+            if br.stop_price is None or br.stop_purpose is OrderPurpose.STOP_LOSS:
+                f = br.stop_pct / HUNDRED
+                raw = entry_price * (1 - f) if long else entry_price * (1 + f)
+                # round the stop outward by at most one tick (never inside the requested distance)
+                br.stop_price = rules.round_price_down(raw) if long else rules.round_price_up(raw)
             br.stop_client_id = client_id(self.namespace, br.signal_id, "stop_loss", br.stop_attempt)
-            self._submit_algo(self._protective(br, OrderType.STOP_MARKET, exit_side, stop, OrderPurpose.STOP_LOSS,
+            self._submit_algo(self._protective(br, OrderType.STOP_MARKET, exit_side, br.stop_price, br.stop_purpose,
                                                br.stop_client_id))
-        if br.take_profit_pct is not None and br.take_profit_client_id is None:
+        self._arm_break_even(br, entry_price)
+        if not br.entry_done or br.targets_placed:
+            return
+        br.targets_placed = True
+        self._place_targets(br, entry_price)
+
+    def _place_targets(self, br: Bracket, entry_price: Decimal) -> None:
+        """TP1 (partial), TP2 (the rest) and, in exchange mode, the trailing stop, sized to the fill."""
+        rules = self.rules[br.key[0]]
+        long = br.long
+        exit_side = br.direction.exit_side
+        filled = br.filled_qty
+        if br.take_profit_pct is not None:
             f = br.take_profit_pct / HUNDRED
             raw = entry_price * (1 + f) if long else entry_price * (1 - f)
-            tp = rules.round_price_up(raw) if long else rules.round_price_down(raw)
-            br.take_profit_price = tp
-            br.take_profit_client_id = client_id(self.namespace, br.signal_id, "take_profit")
-            self._submit_algo(self._protective(br, OrderType.TAKE_PROFIT_MARKET, exit_side, tp,
-                                               OrderPurpose.TAKE_PROFIT, br.take_profit_client_id))
+            tp2 = rules.round_price_up(raw) if long else rules.round_price_down(raw)
+            tp1 = None
+            q1 = ZERO
+            pct1 = self.exits.take_profit_1_pct
+            if pct1:
+                f1 = pct1 / HUNDRED
+                raw1 = entry_price * (1 + f1) if long else entry_price * (1 - f1)
+                tp1 = rules.round_price_up(raw1) if long else rules.round_price_down(raw1)
+                q1 = rules.round_qty(filled * self.exits.take_profit_1_close_pct / HUNDRED, market=True)
+                rest = filled - q1
+                if not self._sendable(rules, q1, tp1):
+                    log.info("%s TP1 merged into TP2: %s at %s is below the symbol minimum", br.key[0], q1, tp1)
+                    tp1 = None
+                elif rest <= 0 or not self._sendable(rules, rest, tp2):
+                    log.info("%s TP2 merged into TP1: the remaining %s is below the symbol minimum", br.key[0], rest)
+                    tp2, tp1 = tp1, None  # one level: everything closes at TP1
+                    br.take_profit_price = tp2
+                    br.take_profit_client_id = client_id(self.namespace, br.signal_id, "take_profit")
+                    self._submit_algo(self._protective(br, OrderType.TAKE_PROFIT_MARKET, exit_side, tp2,
+                                                       OrderPurpose.TAKE_PROFIT_1, br.take_profit_client_id))
+                    tp2 = None
+            if tp1 is not None:
+                br.tp1_price, br.tp1_qty = tp1, q1
+                br.tp1_client_id = client_id(self.namespace, br.signal_id, "take_profit_1")
+                self._submit_algo(AlgoOrderRequest(
+                    client_algo_id=br.tp1_client_id, symbol=br.key[0], side=exit_side,
+                    type=OrderType.TAKE_PROFIT_MARKET, trigger_price=tp1, purpose=OrderPurpose.TAKE_PROFIT_1,
+                    position_side=br.key[1], close_position=False, quantity=q1,
+                    reduce_only=br.key[1] is PositionSide.BOTH, working_type=self.working_type,
+                    signal_id=br.signal_id))
+            if tp2 is not None:
+                br.take_profit_price = tp2
+                br.take_profit_client_id = client_id(self.namespace, br.signal_id, "take_profit")
+                self._submit_algo(self._protective(br, OrderType.TAKE_PROFIT_MARKET, exit_side, tp2,
+                                                   OrderPurpose.TAKE_PROFIT, br.take_profit_client_id))
+        if self.exits.trailing == "exchange":
+            f = self.exits.trailing_activation_pct / HUNDRED
+            raw = entry_price * (1 + f) if long else entry_price * (1 - f)
+            act = rules.round_price_up(raw) if long else rules.round_price_down(raw)
+            br.trail_client_id = client_id(self.namespace, br.signal_id, "trailing_stop")
+            self._submit_algo(AlgoOrderRequest(
+                client_algo_id=br.trail_client_id, symbol=br.key[0], side=exit_side,
+                type=OrderType.TRAILING_STOP_MARKET, trigger_price=act, purpose=OrderPurpose.TRAILING_STOP,
+                position_side=br.key[1], close_position=False, quantity=filled,
+                reduce_only=br.key[1] is PositionSide.BOTH, working_type=self.working_type,
+                signal_id=br.signal_id, callback_rate=self.exits.trailing_callback_pct))
+
+    @staticmethod
+    def _sendable(rules: SymbolRules, qty: Decimal, price: Decimal) -> bool:
+        return qty > 0 and rules.min_qty_ok(qty) and qty * price >= rules.min_notional
+
+    def _arm_break_even(self, br: Bracket, entry_price: Decimal) -> None:
+        """Set the break-even trigger, stop level and deadline from the entry price (once)."""
+        ex = self.exits
+        if br.be_price is not None or not (ex.break_even or ex.break_even_timeout_ms) or entry_price <= 0:
+            return
+        rules = self.rules[br.key[0]]
+        long = br.long
+        if ex.break_even_trigger_pct:
+            f = ex.break_even_trigger_pct / HUNDRED
+            br.be_trigger = entry_price * (1 + f) if long else entry_price * (1 - f)
+        elif ex.break_even_trigger_r and br.stop_price is not None:
+            dist = abs(entry_price - br.stop_price) * ex.break_even_trigger_r
+            br.be_trigger = entry_price + dist if long else entry_price - dist
+        fees = entry_price * ex.fee_rate * 2  # the entry's and the exit's taker fee
+        br.be_price = rules.round_price_up(entry_price + fees) if long else rules.round_price_down(entry_price - fees)
+        if ex.break_even_timeout_ms:
+            start = br.opened_ms if br.opened_ms is not None else self.clock.now_ms()
+            br.be_deadline_ms = start + ex.break_even_timeout_ms
+            self._due(br.be_deadline_ms)
 
     def _protective(self, br: Bracket, otype: OrderType, side: Side, trigger: Decimal, purpose: OrderPurpose,
                     caid: str) -> AlgoOrderRequest:
@@ -369,9 +650,175 @@ class OrderManager:
         log.error("no exchange-side stop for %s %s: %s — closing at market", key[0], key[1].value, reason)
         if br is not None:
             br.closing = True
-            if br.take_profit_client_id and self._algo_alive(br.take_profit_client_id):
-                self.outbox.append(CancelAlgoOrder(key[0], br.take_profit_client_id))
+            self._cancel_targets(br)
         self.close_position(key, OrderPurpose.EMERGENCY_CLOSE)
+
+    def _cancel_targets(self, br: Bracket) -> None:
+        for caid in (br.take_profit_client_id, br.tp1_client_id, br.trail_client_id):
+            if caid and self.algos.get(caid) and self.algos[caid].status in (AlgoStatus.PENDING_NEW, AlgoStatus.NEW):
+                self.outbox.append(CancelAlgoOrder(br.key[0], caid))
+
+    # -- moving the stop ----------------------------------------------------------------------
+
+    def _move_stop(self, br: Bracket, price: Decimal, purpose: OrderPurpose) -> None:
+        """Replace the resting stop by one at ``price``: the new one is placed first and the old one
+        cancelled once the new one is acknowledged, so the position is never without a stop."""
+        if br.closing or br.pending_stop is not None or br.stop_client_id is None:
+            return
+        br.stop_attempt += 1
+        caid = client_id(self.namespace, br.signal_id, "stop_loss", br.stop_attempt)
+        br.pending_stop = (caid, price, purpose)
+        self._submit_algo(self._protective(br, OrderType.STOP_MARKET, br.direction.exit_side, price, purpose, caid))
+
+    def _stop_replaced(self, br: Bracket) -> None:
+        caid, price, purpose = br.pending_stop  # type: ignore[misc]
+        br.pending_stop = None
+        old = br.stop_client_id
+        br.stop_client_id, br.stop_price, br.stop_purpose = caid, price, purpose
+        if old and self.algos.get(old) and self.algos[old].status in (AlgoStatus.PENDING_NEW, AlgoStatus.NEW):
+            self.outbox.append(CancelAlgoOrder(br.key[0], old))
+        log.info("%s %s stop moved to %s (%s)", br.key[0], br.key[1].value, price, purpose.value)
+
+    def on_price(self, symbol: str, high: Decimal, low: Decimal, last: Decimal, *, candle: bool) -> None:
+        """Price moved (a closed candle's range, or a mark price with high = low = last): break-even
+        triggers and the engine's trailing stop. ``last`` is where price is now."""
+        brs = self._by_symbol.get(symbol)
+        if not brs:
+            return
+        for br in tuple(brs):
+            if br.closing or not br.protection_placed or br.stop_client_id is None:
+                continue
+            long = br.long
+            if br.be_trigger is not None and not br.be_reached:
+                if (high >= br.be_trigger) if long else (low <= br.be_trigger):
+                    self._reach_break_even(br, last)
+            if candle and self.exits.trailing == "engine" and br.entry_price > 0:
+                self._trail(br, high, low, last)
+
+    def _reach_break_even(self, br: Bracket, last: Decimal) -> None:
+        br.be_reached = True
+        br.be_deadline_ms = None
+        be = br.be_price
+        if be is None:
+            return
+        long = br.long
+        if br.stop_price is not None and ((br.stop_price >= be) if long else (br.stop_price <= be)):
+            return  # the stop already protects break-even (e.g. trailing moved it further)
+        if (last > be) if long else (last < be):
+            log.info("%s %s reached break-even trigger: stop to entry plus fees", br.key[0], br.key[1].value)
+            self._move_stop(br, be, OrderPurpose.BREAK_EVEN_STOP)
+        else:
+            # Price touched the trigger and fell back through break-even already: a stop there would
+            # trigger at once (-2021), which is what the plan wants — close now.
+            log.info("%s %s touched break-even trigger and fell back below entry plus fees: closing",
+                     br.key[0], br.key[1].value)
+            self._close_plan(br, OrderPurpose.BREAK_EVEN_STOP)
+
+    def _trail(self, br: Bracket, high: Decimal, low: Decimal, last: Decimal) -> None:
+        ex = self.exits
+        long = br.long
+        rules = self.rules[br.key[0]]
+        if not br.trail_active:
+            f = ex.trailing_activation_pct / HUNDRED
+            act = br.entry_price * (1 + f) if long else br.entry_price * (1 - f)
+            if not ((high >= act) if long else (low <= act)):
+                return
+            br.trail_active = True
+            br.trail_extreme = high if long else low
+        else:
+            br.trail_extreme = max(br.trail_extreme, high) if long else min(br.trail_extreme, low)  # type: ignore[type-var]
+        cb = ex.trailing_callback_pct / HUNDRED
+        ext = br.trail_extreme
+        target = rules.round_price_down(ext * (1 - cb)) if long else rules.round_price_up(ext * (1 + cb))  # type: ignore[operator]
+        current = br.pending_stop[1] if br.pending_stop else br.stop_price
+        better = current is None or ((target > current) if long else (target < current))
+        valid = (target < last) if long else (target > last)
+        if better and valid:
+            self._move_stop(br, target, OrderPurpose.TRAILING_STOP)
+
+    def _close_plan(self, br: Bracket, purpose: OrderPurpose) -> None:
+        """End the plan: cancel what is left of the entry and the take-profits, close at market.
+        The stop stays until the position is flat (then it is cancelled like any leftover)."""
+        br.closing = True
+        br.slices.clear()
+        for c in br.entry_ids:
+            st = self.orders.get(c)
+            if st is not None and st.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
+                self.outbox.append(CancelOrder(br.key[0], c))
+        self._cancel_targets(br)
+        self.close_position(br.key, purpose)
+
+    # -- time -----------------------------------------------------------------------------------
+
+    def on_time(self, now_ms: int) -> None:
+        """Exchange time moved on: send due slices and retries, expire limit entries past their
+        TTL, close positions whose break-even deadline passed, protect positions the exchange has
+        not reported in time. Cheap when nothing is due."""
+        due = self._next_due_ms
+        if due is None or now_ms < due:
+            return
+        self._next_due_ms = None
+        if self._retries:
+            keep = []
+            for when, cmd in self._retries:
+                if when <= now_ms:
+                    self.outbox.append(cmd)
+                else:
+                    keep.append((when, cmd))
+                    self._due(when)
+            self._retries = keep
+        for br in list(self.brackets.values()):
+            if br.slices:
+                self._send_due_slices(br, now_ms)
+            if br.entry_deadline_ms is not None:
+                if now_ms >= br.entry_deadline_ms:
+                    br.entry_deadline_ms = None
+                    self._expire_entry(br)
+                else:
+                    self._due(br.entry_deadline_ms)
+            if br.await_position_until is not None:
+                if now_ms >= br.await_position_until:
+                    br.await_position_until = None
+                    log.warning("%s %s: the exchange has not reported the position %.1fs after the entry "
+                                "fill; placing protection anyway", br.key[0], br.key[1].value,
+                                self.entries.position_wait_ms / 1000)
+                    self._protect(br, br.entry_price)
+                else:
+                    self._due(br.await_position_until)
+            if br.be_deadline_ms is not None and not br.be_reached and not br.closing:
+                if now_ms >= br.be_deadline_ms:
+                    log.info("%s %s: break-even not reached within %ds of entry: closing at market",
+                             br.key[0], br.key[1].value, self.exits.break_even_timeout_ms // 1000)
+                    br.be_deadline_ms = None
+                    self._close_plan(br, OrderPurpose.BREAK_EVEN_TIMEOUT)
+                else:
+                    self._due(br.be_deadline_ms)
+
+    def _expire_entry(self, br: Bracket) -> None:
+        for c in br.entry_ids:
+            st = self.orders.get(c)
+            if st is not None and st.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED) \
+                    and st.req.type is OrderType.LIMIT:
+                log.info("%s limit entry %s unfilled after %ds: cancelled", br.key[0], c, self.entries.ttl_ms // 1000)
+                self.outbox.append(CancelOrder(br.key[0], c))
+
+    def _retry(self, st_attempts: int, cmd: ExchangeCommand, err: ExchangeError) -> None:
+        """Resend ``cmd`` (same client id: it cannot execute twice) after a backoff."""
+        delay = self.entries.retry_backoff_ms * (2 ** max(0, st_attempts - 2))
+        retry_after = getattr(err, "retry_after_s", None)
+        if retry_after:
+            delay = max(delay, int(float(retry_after) * 1000))
+        if delay <= 0:
+            self.outbox.append(cmd)
+            return
+        when = self.clock.now_ms() + delay
+        self._retries.append((when, cmd))
+        self._due(when)
+
+    @property
+    def next_due_ms(self) -> int | None:
+        """When :meth:`on_time` next has work (None = nothing scheduled)."""
+        return self._next_due_ms
 
     # -- closes -------------------------------------------------------------------------------
 
@@ -379,18 +826,17 @@ class OrderManager:
         """Close a position at market, reduce-only (one-way) or on its side (hedge)."""
         symbol, ps = key
         amt = amount if amount is not None else self.position_amounts.get(key, ZERO)
-        if amt == 0:
-            br = self.brackets.get(key)
-            entry = self.orders.get(br.entry_client_id) if br else None
-            if entry is not None and entry.filled_qty > 0:
-                amt = entry.filled_qty if br.direction is Direction.LONG else -entry.filled_qty
+        br = self.brackets.get(key)
+        if amt == 0 and br is not None:
+            filled, _ = self._entry_fills(br)
+            if filled > 0:
+                amt = filled if br.long else -filled
         if amt == 0:
             return None
         if ps is PositionSide.SHORT or (ps is PositionSide.BOTH and amt < 0):
             side = Side.BUY
         else:
             side = Side.SELL
-        br = self.brackets.get(key)
         base = br.signal_id if br else f"{symbol}:{ps.value}"
         attempt = 0
         coid = client_id(self.namespace, base, purpose.value, attempt)
@@ -415,6 +861,9 @@ class OrderManager:
         return coid
 
     def cancel_all(self, symbol: str | None = None) -> None:
+        for br in self.brackets.values():
+            if symbol is None or br.key[0] == symbol:
+                br.slices.clear()
         for caid, st in self.algos.items():
             if st.status in (AlgoStatus.PENDING_NEW, AlgoStatus.NEW) and (symbol is None or st.req.symbol == symbol):
                 self.outbox.append(CancelAlgoOrder(st.req.symbol, caid))
@@ -424,9 +873,19 @@ class OrderManager:
             ) and st.req.type is not OrderType.MARKET:
                 self.outbox.append(CancelOrder(st.req.symbol, coid))
 
+    def stop_new_slices(self) -> int:
+        """Drop the slices of split entries not sent yet (halted: no new exposure). Returns how many."""
+        n = 0
+        for br in self.brackets.values():
+            n += len(br.slices)
+            br.slices.clear()
+        return n
+
     def flatten_all(self, purpose: OrderPurpose = OrderPurpose.FLATTEN) -> None:
         """Cancel every open and conditional order, then close every position at market."""
         self.cancel_all()
+        self._retries = [(w, c) for w, c in self._retries if not isinstance(c, SubmitOrder | SubmitAlgoOrder)
+                         or (isinstance(c, SubmitOrder) and c.req.purpose not in (OrderPurpose.ENTRY,))]
         for br in self.brackets.values():
             br.closing = True
         for key, amt in list(self.position_amounts.items()):
@@ -452,20 +911,22 @@ class OrderManager:
             return
         st.reject_reason = f"{err.code}: {err.msg}"
         st.updated_ms = self.clock.now_ms()
-        if err.retryable and st.attempts <= self.max_protection_retries and st.req.purpose is not OrderPurpose.ENTRY:
+        if err.retryable and st.attempts <= self.entries.retry_attempts and st.req.purpose is not OrderPurpose.ENTRY:
             st.attempts += 1
-            self.outbox.append(SubmitOrder(st.req))  # same client id: cannot double-execute
+            self._retry(st.attempts, SubmitOrder(st.req), err)  # same client id: cannot double-execute
             return
         self._set_order_status(st, OrderStatus.REJECTED)
         self._record_order(st)
         key = (st.req.symbol, st.req.position_side)
         if st.req.purpose is OrderPurpose.ENTRY:
-            if self.pending_entries.get(key) == coid:
-                del self.pending_entries[key]
             br = self.brackets.get(key)
-            if br is not None and br.entry_client_id == coid and self.position_amounts.get(key, ZERO) == 0:
-                del self.brackets[key]
-        elif st.req.purpose in (OrderPurpose.EMERGENCY_CLOSE, OrderPurpose.FLATTEN, OrderPurpose.END_OF_DATA):
+            if br is not None and coid in br.entry_ids:
+                br.slices.clear()  # a rejected slice ends the split: the rest would fail alike
+                self._entry_finished(br)
+            elif self.pending_entries.get(key) == coid:
+                del self.pending_entries[key]
+        elif st.req.purpose in (OrderPurpose.EMERGENCY_CLOSE, OrderPurpose.FLATTEN, OrderPurpose.END_OF_DATA,
+                                OrderPurpose.BREAK_EVEN_TIMEOUT, OrderPurpose.BREAK_EVEN_STOP):
             if err.code == -2022:  # reduce-only rejected: already flat
                 return
             log.critical("close order %s for %s rejected: %s", coid, st.req.symbol, err)
@@ -479,6 +940,9 @@ class OrderManager:
             self._set_algo_status(st, AlgoStatus.NEW)
             st.updated_ms = self.clock.now_ms()
             self._record_algo(st)
+        br = self.brackets.get((st.req.symbol, st.req.position_side))
+        if br is not None and br.pending_stop is not None and br.pending_stop[0] == caid:
+            self._stop_replaced(br)
 
     def on_algo_rejected(self, caid: str, err: ExchangeError) -> None:
         st = self.algos.get(caid)
@@ -487,17 +951,36 @@ class OrderManager:
         st.reject_reason = f"{err.code}: {err.msg}"
         st.updated_ms = self.clock.now_ms()
         key = (st.req.symbol, st.req.position_side)
-        is_stop = st.req.purpose is OrderPurpose.STOP_LOSS
-        if err.retryable and st.attempts <= self.max_protection_retries:
+        br = self.brackets.get(key)
+        if err.retryable and st.attempts <= self.entries.retry_attempts:
             st.attempts += 1
-            self.outbox.append(SubmitAlgoOrder(st.req))
+            self._retry(st.attempts, SubmitAlgoOrder(st.req), err)
             return
         self._set_algo_status(st, AlgoStatus.REJECTED)
         self._record_algo(st)
-        if is_stop:
+        if br is not None and br.pending_stop is not None and br.pending_stop[0] == caid:
+            br.pending_stop = None
+            if err.code == -4130 and br.stop_client_id is not None:
+                # One closePosition stop per direction: cancel the old one, then place the new one.
+                log.warning("%s: exchange allows one closing stop per side; replacing it (cancel, then place)",
+                            key[0])
+                old = br.stop_client_id
+                self.outbox.append(CancelAlgoOrder(key[0], old))
+                br.stop_attempt += 1
+                new = client_id(self.namespace, br.signal_id, "stop_loss", br.stop_attempt)
+                br.stop_client_id, br.stop_price, br.stop_purpose = new, st.req.trigger_price, st.req.purpose
+                self._submit_algo(self._protective(br, OrderType.STOP_MARKET, br.direction.exit_side,
+                                                   st.req.trigger_price, st.req.purpose, new))
+            else:
+                log.warning("%s: moving the stop to %s failed (%s); the stop at %s stays", key[0],
+                            st.req.trigger_price, err, br.stop_price)
+            return
+        if st.req.purpose in (OrderPurpose.STOP_LOSS, OrderPurpose.BREAK_EVEN_STOP) or (
+                st.req.purpose is OrderPurpose.TRAILING_STOP and st.req.close_position):
             self._protection_failed(key, f"stop order rejected ({err.code}: {err.msg})")
         else:
-            log.warning("take-profit for %s rejected: %s (stop still protects the position)", key[0], err)
+            log.warning("%s for %s rejected: %s (the stop still protects the position)", st.req.purpose.value, key[0],
+                        err)
 
     def on_cancel_failed(self, symbol: str, client_id_: str, err: ExchangeError, algo: bool) -> None:
         if err.code in (-2011, -2013):
@@ -520,6 +1003,8 @@ class OrderManager:
             return OrderPurpose.STOP_LOSS
         if order_type is OrderType.TAKE_PROFIT_MARKET:
             return OrderPurpose.TAKE_PROFIT
+        if order_type is OrderType.TRAILING_STOP_MARKET:
+            return OrderPurpose.TRAILING_STOP
         return OrderPurpose.EXTERNAL
 
     def on_order_update(self, ev: ExOrderUpdate) -> None:
@@ -528,6 +1013,7 @@ class OrderManager:
             coid = self._by_exchange_id.get(ev.exchange_order_id)
             st = self.orders.get(coid) if coid else None
         if st is None:
+            self._on_child_fill(ev)
             return  # a triggered algo child or an external order: fills are tracked by the engine
         if st.exchange_order_id is None:
             st.exchange_order_id = ev.exchange_order_id
@@ -547,15 +1033,50 @@ class OrderManager:
         key = (st.req.symbol, st.req.position_side)
         if st.req.purpose is OrderPurpose.ENTRY:
             br = self.brackets.get(key)
-            if st.filled_qty > 0 and br is not None and br.entry_client_id == st.req.client_order_id:
-                self._protect(br, st.avg_price if st.avg_price > 0 else (ev.fill.price if ev.fill else ZERO))
-            if not st.status.is_open:
-                if self.pending_entries.get(key) == st.req.client_order_id:
+            if br is None or st.req.client_order_id not in br.entry_ids:
+                if not st.status.is_open and self.pending_entries.get(key) == st.req.client_order_id:
                     del self.pending_entries[key]
-                if br is not None:
-                    br.entry_done = True
-                    if st.filled_qty == 0 and br.entry_client_id == st.req.client_order_id:
-                        del self.brackets[key]
+                return
+            filled, avg = self._entry_fills(br)
+            if filled > br.filled_qty:
+                if br.opened_ms is None:
+                    br.opened_ms = ev.time_ms
+                br.filled_qty, br.entry_price = filled, avg
+            if not self._entry_open(br):
+                self._entry_finished(br)
+            if br.filled_qty > 0 and key in self.brackets:
+                if self.position_amounts.get(key, ZERO) != 0 or br.protection_placed:
+                    self._protect(br, br.entry_price)
+                elif br.await_position_until is None:
+                    # the fill is in but the exchange has not reported the position yet (note 000):
+                    # protection goes on when it does, or when the wait runs out
+                    br.await_position_until = self.clock.now_ms() + self.entries.position_wait_ms
+                    self._due(br.await_position_until)
+
+    def _entry_finished(self, br: Bracket) -> None:
+        """Every entry order of the bracket is done (filled, cancelled, expired or rejected)."""
+        key = br.key
+        br.entry_done = True
+        br.entry_deadline_ms = None
+        if self.pending_entries.get(key) in br.entry_ids:
+            del self.pending_entries[key]
+        if br.filled_qty == 0 and self.position_amounts.get(key, ZERO) == 0:
+            self._drop_bracket(key)
+        elif br.protection_placed and not br.targets_placed and not br.closing:
+            br.targets_placed = True
+            self._place_targets(br, br.entry_price)
+
+    def _on_child_fill(self, ev: ExOrderUpdate) -> None:
+        """A fill of an order we did not send directly: a triggered TP1 marks its step done."""
+        if ev.fill is None:
+            return
+        caid = ev.client_order_id if ev.client_order_id in self.algos else self._algo_by_actual.get(ev.exchange_order_id)
+        a = self.algos.get(caid) if caid else None
+        if a is None:
+            return
+        br = self.brackets.get((a.req.symbol, a.req.position_side))
+        if br is not None and caid == br.tp1_client_id and not ev.status.is_open:
+            br.tp1_done = True
 
     def on_algo_update(self, ev: ExAlgoUpdate) -> None:
         st = self.algos.get(ev.client_algo_id)
@@ -574,7 +1095,15 @@ class OrderManager:
             st.reject_reason = ev.reason
         self._record_algo(st)
         key = (st.req.symbol, st.req.position_side)
-        if st.req.purpose is OrderPurpose.STOP_LOSS and ev.status in (AlgoStatus.REJECTED, AlgoStatus.EXPIRED):
+        br = self.brackets.get(key)
+        if br is not None and br.pending_stop is not None and br.pending_stop[0] == ev.client_algo_id \
+                and ev.status is AlgoStatus.NEW:
+            self._stop_replaced(br)
+        if br is not None and ev.client_algo_id == br.tp1_client_id and ev.status in (AlgoStatus.TRIGGERED,
+                                                                                     AlgoStatus.FINISHED):
+            br.tp1_done = True
+        if ev.status in (AlgoStatus.REJECTED, AlgoStatus.EXPIRED) and br is not None \
+                and ev.client_algo_id == br.stop_client_id:
             if self.position_amounts.get(key, ZERO) != 0:
                 self._protection_failed(key, f"stop order {ev.status.value.lower()} ({ev.reason or 'no reason given'})")
 
@@ -586,25 +1115,33 @@ class OrderManager:
         else:
             self.position_amounts[key] = amount
         if amount == 0 and prev != 0:
-            # flat: the remaining protective orders of this position must not linger
-            br = self.brackets.pop(key, None)
+            br = self.brackets.get(key)
+            if br is not None and self._entry_open(br) and not br.closing:
+                return  # flat between slices of an entry still being sent: the plan goes on
+            # flat: the remaining orders of this position must not linger
+            br = self._drop_bracket(key)
             if br is not None:
-                for caid in (br.stop_client_id, br.take_profit_client_id):
+                br.slices.clear()
+                for caid in (br.stop_client_id, br.take_profit_client_id, br.tp1_client_id, br.trail_client_id,
+                             br.pending_stop[0] if br.pending_stop else None):
                     if caid and self.algos.get(caid) and self.algos[caid].status in (AlgoStatus.PENDING_NEW,
                                                                                       AlgoStatus.NEW):
                         self.outbox.append(CancelAlgoOrder(key[0], caid))
+                for c in br.entry_ids:
+                    st = self.orders.get(c)
+                    if st is not None and st.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
+                        self.outbox.append(CancelOrder(key[0], c))
         elif amount != 0:
             br = self.brackets.get(key)
             if br is None:
                 return  # not ours (external/adopted positions are a reconciliation concern)
+            br.await_position_until = None
             if not br.closing and (br.stop_client_id is None or not self._algo_alive(br.stop_client_id)):
                 if br.stop_client_id is not None:
                     br.stop_attempt += 1  # the old stop is dead: a new one needs a new id
                     br.stop_client_id = None
-                entry = self.orders.get(br.entry_client_id)
-                price = entry.avg_price if entry is not None and entry.avg_price > 0 else None
-                if price is not None:
-                    self._protect(br, price)
+                if br.entry_price > 0:
+                    self._protect(br, br.entry_price)
 
     # -- views ----------------------------------------------------------------------------------
 

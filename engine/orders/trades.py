@@ -15,11 +15,15 @@ from engine.model import ZERO, Direction, ExitReason, Fill, OrderPurpose, Positi
 
 PURPOSE_TO_EXIT = {
     OrderPurpose.STOP_LOSS: ExitReason.STOP_LOSS,
-    OrderPurpose.TAKE_PROFIT: ExitReason.TAKE_PROFIT,
+    OrderPurpose.BREAK_EVEN_STOP: ExitReason.BREAK_EVEN_STOP,
+    OrderPurpose.TRAILING_STOP: ExitReason.TRAILING,
+    OrderPurpose.TAKE_PROFIT_1: ExitReason.TAKE_PROFIT_1,
+    OrderPurpose.TAKE_PROFIT: ExitReason.TAKE_PROFIT_2,
+    OrderPurpose.BREAK_EVEN_TIMEOUT: ExitReason.BREAK_EVEN_TIMEOUT,
     OrderPurpose.EMERGENCY_CLOSE: ExitReason.NO_PROTECTION,
     OrderPurpose.FLATTEN: ExitReason.FLATTEN,
     OrderPurpose.END_OF_DATA: ExitReason.END_OF_DATA,
-    OrderPurpose.EXTERNAL: ExitReason.EXTERNAL,
+    OrderPurpose.EXTERNAL: ExitReason.MANUAL,
 }
 
 
@@ -170,7 +174,7 @@ class TradeBook:
             if fill.order_type.value == "LIQUIDATION" or fill.client_order_id.startswith("autoclose"):
                 t.last_exit_reason = ExitReason.LIQUIDATION
             else:
-                t.last_exit_reason = PURPOSE_TO_EXIT.get(purpose, ExitReason.EXTERNAL)
+                t.last_exit_reason = PURPOSE_TO_EXIT.get(purpose, ExitReason.MANUAL)
             if t.amount != 0:
                 if self._on_update:
                     self._on_update(t.to_trade(closed=False))

@@ -210,3 +210,113 @@ def test_ctl_operates_a_running_headless_instance(tmp_path):
     assert not socket_path(state).exists()  # removed on exit
     rc, _, err = _ctl(state, "status")
     assert rc == 2 and "no running perpdeck" in err
+
+
+# --------------------------------------------------------------------------- perpdeck report
+
+_REPORT_T0 = 1_746_403_200_000  # 2025-05-05T00:00:00Z
+
+
+def _report_trades():
+    from engine.model import Direction, ExitReason, PositionSide, Trade
+
+    day, hour = 86_400_000, 3_600_000
+
+    def t(tid, strategy, exit_ms, realized, fees, funding, reason):
+        return Trade(trade_id=tid, signal_id=None, strategy=strategy, symbol="ETHUSDT", direction=Direction.SHORT,
+                     position_side=PositionSide.BOTH, entry_time_ms=(exit_ms or _REPORT_T0) - hour,
+                     entry_price=Decimal("1800"), quantity=Decimal("1"), exit_time_ms=exit_ms,
+                     exit_price=None if exit_ms is None else Decimal("1790"), entry_reason="test",
+                     exit_reason=reason, fees=Decimal(fees), funding=Decimal(funding),
+                     realized_pnl=Decimal(realized), mfe=Decimal("3"), mae=Decimal("2"))
+
+    return [
+        t("a1", "alpha", _REPORT_T0 + 2 * hour, "12", "0.4", "0.1", ExitReason.TAKE_PROFIT),
+        t("a2", "alpha", _REPORT_T0 + day + 2 * hour, "-5", "0.4", "-0.1", ExitReason.STOP_LOSS),
+        t("b1", "beta", _REPORT_T0 + 2 * day + 2 * hour, "-1", "0.2", "0", ExitReason.STOP_LOSS),
+        t("b2", "beta", None, "0", "0.2", "0", None),
+    ]
+
+
+def _report_db(state: Path) -> list:
+    import json
+
+    from engine.state.journal import JournalBatch
+
+    trades = _report_trades()
+
+    async def go():
+        store = await Store.open(state / "perpdeck.db")
+        try:
+            await store.start_run("r1", _REPORT_T0, "sim", "alpha", json.dumps({"sim": {"starting_balance": "500"}}))
+            await store.write_batch(JournalBatch("r1", trades=trades))
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+    return trades
+
+
+def test_report_entry_point_prints_per_strategy_figures(tmp_path):
+    import json
+
+    state = tmp_path / "state"
+    trades = _report_db(state)
+    closed = [t for t in trades if t.exit_time_ms is not None]
+    nets = [t.realized_pnl - t.fees + t.funding for t in closed]
+    script = Path(sys.executable).parent / "perpdeck"
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "engine.cli"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERPDECK_", "BINANCE_"))}
+    env["PYTHONPATH"] = str(REPO)
+
+    def run(*extra):
+        return subprocess.run([*cmd, "--state-dir", str(state), "report", *extra], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    r = run("--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["run_id"] == "r1" and list(doc["strategies"]) == ["alpha", "beta"]
+    total = doc["total"]
+    assert total["trades"] == len(closed) and total["wins"] == sum(1 for n in nets if n > 0)
+    assert Decimal(total["net_pnl"]) == sum(nets)
+    assert Decimal(total["fees"]) == sum(t.fees for t in closed)
+    wins, losses = sum(n for n in nets if n > 0), -sum(n for n in nets if n < 0)
+    assert total["profit_factor"] == str((wins / losses).quantize(Decimal("0.01")))
+    assert total["return_pct"] == str((sum(nets) / 500 * 100).quantize(Decimal("0.01")))
+    assert doc["open_trades"] == {"total": 1, "by_strategy": {"beta": 1}}
+    assert doc["strategies"]["beta"]["profit_factor"] == "0.00"  # no wins, one loss: 0 / x
+    r = run("--strategy", "alpha", "--to", "2025-05-05")
+    assert r.returncode == 0, r.stderr
+    rows: dict = {}
+    for ln in r.stdout.splitlines():  # the first table's rows (the exit-reason table repeats the names)
+        if ln.split():
+            rows.setdefault(ln.split()[0], ln.split())
+    assert rows["TOTAL"][1:3] == ["1", "1"] and "beta" not in rows
+    assert rows["TOTAL"][4] == str(nets[0].quantize(Decimal("0.01")))
+
+
+def test_report_bad_date_exits_2_naming_the_option(clean_env, capsys):
+    state = clean_env / "state"
+    _report_db(state)
+    assert main(["--state-dir", str(state), "report", "--from", "2025-02-30"]) == 2
+    err = capsys.readouterr().err
+    assert "--from" in err and "2025-02-30" in err
+    assert main(["--state-dir", str(state), "report", "--to", "5/7/2025"]) == 2
+    err = capsys.readouterr().err
+    assert "--to" in err and "5/7/2025" in err
+
+
+def test_report_unknown_run_exits_2(clean_env, capsys):
+    state = clean_env / "state"
+    _report_db(state)
+    assert main(["--state-dir", str(state), "report", "--run", "no-such-run"]) == 2
+    err = capsys.readouterr().err
+    assert "--run" in err and "no-such-run" in err
+
+
+def test_report_empty_selection_exits_0(clean_env, capsys):
+    state = clean_env / "state"
+    _report_db(state)
+    assert main(["--state-dir", str(state), "report", "--from", "2030-01-01"]) == 0
+    assert "no closed trades in" in capsys.readouterr().out

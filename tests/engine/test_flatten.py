@@ -24,9 +24,9 @@ def open_run(tmp_path):
     run = build_sim_run(Settings(symbols=["BTCUSDT", "ETHUSDT", "SOLUSDT"]), run_id="fl", files=files(),
                         funding={}, journal=Journal("fl"))
     candles = run.candles
-    for i in range(0, len(candles), 500):
-        run_sync(run, candles[i:i + 500], close_at_end=False)
-        if len(run.engine.positions) >= 2:
+    for i in range(0, len(candles), 30):
+        run_sync(run, candles[i:i + 30], close_at_end=False)
+        if len(run.engine.positions) == 2:
             break
     assert run.sim.open_algo_orders({}), "the scenario needs resting stops"
     return run, SimRuntime(run, None, RunPaths.for_run(tmp_path, tmp_path / "x.db", "fl"))
@@ -50,7 +50,7 @@ def test_flatten_closes_everything_including_a_position_opened_outside_perpdeck(
     assert report.state == "flat" and report.attempts >= 1
     assert exchange_is_flat(run.sim)
     assert run.engine.state is EngineState.HALTED
-    assert {t.exit_reason for t in run.engine.trades.closed[-2:]} <= {ExitReason.FLATTEN, ExitReason.EXTERNAL}
+    assert {t.exit_reason for t in run.engine.trades.closed[-2:]} <= {ExitReason.FLATTEN, ExitReason.MANUAL}
 
 
 def test_flatten_reports_what_is_still_open_when_the_exchange_refuses(tmp_path):

@@ -8,12 +8,13 @@ adapter. Only the transport is missing (the local HTTP/WebSocket server adds it)
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 
 from engine.exchange.binance.parse import ParseError, parse_account, parse_position_risk, parse_user_event
 from engine.exchange.errors import ExchangeError
 from engine.exchange.filters import SymbolRules, fmt
 from engine.exchange.sim.matching import SimApiError, SimExchange
-from engine.model import Account, AlgoOrderRequest, OrderRequest, Position, PositionSide
+from engine.model import Account, AlgoOrderRequest, OrderRequest, OrderType, Position, PositionSide
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,15 @@ def algo_params(req: AlgoOrderRequest) -> dict[str, str]:
         "symbol": req.symbol,
         "side": req.side.value,
         "type": req.type.value,
-        "triggerPrice": fmt(req.trigger_price),
         "workingType": req.working_type.value,
         "clientAlgoId": req.client_algo_id,
         "priceProtect": "true" if req.price_protect else "false",
     }
+    if req.type is OrderType.TRAILING_STOP_MARKET:
+        p["activatePrice"] = fmt(req.trigger_price)
+        p["callbackRate"] = fmt(req.callback_rate if req.callback_rate is not None else Decimal(1))
+    else:
+        p["triggerPrice"] = fmt(req.trigger_price)
     if req.position_side is not PositionSide.BOTH:
         p["positionSide"] = req.position_side.value
     if req.close_position:
