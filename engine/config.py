@@ -220,7 +220,7 @@ class RiskSettings(BaseModel):
         description="Most positions opened per UTC day (counted when an entry fills); 0 blocks all new entries.",
     )
     max_consecutive_losses: Annotated[int, _NoBool] = Field(
-        default=4,
+        default=6,
         ge=0,
         description="Halt new entries after this many losing trades in a row (resume by hand); 0 = off.",
     )
@@ -301,7 +301,7 @@ class ExitSettings(BaseModel):
     model_config = _FROZEN
 
     break_even_trigger_pct: Pct = Field(
-        default=Decimal("1.5"),
+        default=Decimal("1"),
         ge=0,
         description=(
             "Move the stop to entry plus fees once price has moved this % in favour; "
@@ -314,7 +314,7 @@ class ExitSettings(BaseModel):
         description="Break-even trigger as a multiple of the stop distance (R); used when break_even_trigger_pct = 0.",
     )
     break_even_timeout_s: Annotated[int, _NoBool] = Field(
-        default=3600,
+        default=14400,
         ge=0,
         description="Close at market if break-even is not reached within this many seconds of entry; 0 = no time limit.",
     )

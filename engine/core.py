@@ -46,6 +46,8 @@ from engine.exchange.errors import ExchangeError
 from engine.exchange.filters import SymbolRules
 from engine.guard.base import Denied, EngineState, GuardView
 from engine.guard.guard import Guard
+from engine.guard.monitor import HaltRequest, ResumeRequest, RiskMonitor, StrategyDisabled, should_apply
+from engine.guard.volatility import AtrTracker
 from engine.model import (
     ZERO,
     Account,
@@ -105,6 +107,17 @@ class EngineParams:
     exits: ExitPolicy = field(default_factory=ExitPolicy)
     entries: EntryPolicy | None = None
     vwap_lookback: int = 1440
+    max_notional_usdt: Decimal = ZERO
+    max_notional_by_symbol: dict[str, Decimal] = field(default_factory=dict)
+    max_positions_per_day: int | None = None
+    max_consecutive_losses: int = 0
+    strategy_loss_limit_pct: Decimal = ZERO
+    funding_blackout_min: int = 0
+    atr_period: int = 14
+    atr_max_pct: Decimal = ZERO
+    shock_move_pct: Decimal = ZERO
+    shock_cooldown_s: int = 0
+    min_trade_size: Decimal = ZERO
 
 
 @dataclass
@@ -152,7 +165,28 @@ class Engine:
             max_total_exposure_pct=params.max_total_exposure_pct,
             max_daily_trades=params.max_daily_trades,
             max_daily_loss_pct=params.max_daily_loss_pct,
+            max_notional_usdt=params.max_notional_usdt,
+            max_notional_by_symbol=params.max_notional_by_symbol,
+            max_positions_per_day=params.max_positions_per_day,
+            funding_blackout_min=params.funding_blackout_min,
+            atr_max_pct=params.atr_max_pct,
+            min_trade_size=params.min_trade_size,
         )
+        self.monitor = RiskMonitor(
+            max_daily_loss_pct=params.max_daily_loss_pct,
+            max_consecutive_losses=params.max_consecutive_losses,
+            strategy_loss_limit_pct=params.strategy_loss_limit_pct,
+            shock_move_pct=params.shock_move_pct,
+            shock_cooldown_s=params.shock_cooldown_s,
+        )
+        """Halts and resumes on account and market facts (daily loss, losing streak, market shock)."""
+        self.halt_source: str | None = None
+        """The monitor kind that made the current halt; None for the operator's (never lifted by the monitor)."""
+        self.atr = AtrTracker(params.atr_period) if params.atr_max_pct > 0 else None
+        self.positions_opened_today = 0
+        self.start_equity = ZERO
+        self._daily_floor_f = float("-inf")
+        """Equity (float) below which the daily loss limit is reached; checked on every marked candle."""
         self.bus = bus or Bus()
         self.journal = journal
         self.clock = clock or EventClock()
@@ -212,6 +246,8 @@ class Engine:
                 self.positions[key] = p
                 self.orders.on_position(key, p.amount)
         self._revalue()
+        if not self.start_equity:
+            self.start_equity = self.equity()
         self._want_candles = self.bus.wants(CandleClosed)
         self._candle_taps = self._journal_candles or self._want_candles
 
@@ -294,6 +330,12 @@ class Engine:
             used_margin=self.used_margin(),
             entries_today=self.entries_today,
             day_start_equity=self.day_start_equity,
+            positions_opened_today=self.positions_opened_today,
+            consecutive_losses=self.monitor.consecutive_losses,
+            strategy_net_pnl=self.monitor.strategy_net_pnl,
+            disabled_strategies=frozenset(self.monitor.disabled_strategies),
+            start_equity=self.start_equity,
+            atr_pct=self.atr.pcts if self.atr is not None else {},
         )
 
     # -- the pipeline step ----------------------------------------------------------------------
@@ -339,11 +381,20 @@ class Engine:
                 m.u = u
             self._upnl_f_total = total
             eq = self._wallet_f + total
+            if eq < self._daily_floor_f:  # down the daily loss limit, unrealised losses included
+                reqs = self.monitor.on_equity(self.equity(), self.day_start_equity, self.clock.now_ms())
+                if reqs:
+                    self._apply_risk(reqs)
             if eq > self._peak_f:
                 self._peak_f = eq
             elif self._peak_f - eq > self._max_dd_f:
                 self._max_dd_f = self._peak_f - eq
                 self._max_dd_pct_f = self._max_dd_f / self._peak_f * 100 if self._peak_f > 0 else 0.0
+        if self.atr is not None:
+            self.atr.update(candle)
+        reqs = self.monitor.on_candle(candle, candle.close_time_ms)
+        if reqs:
+            self._apply_risk(reqs)
         if self._pending_switch is not None:
             self._apply_switch()
         try:
@@ -366,7 +417,13 @@ class Engine:
         self.utc_day = day
         self._next_day_ms = (day + 1) * 86_400_000
         self.entries_today = 0
+        self.positions_opened_today = 0
         self.day_start_equity = self.equity()
+        limit = self.params.max_daily_loss_pct
+        self._daily_floor_f = float(self.day_start_equity * (1 - limit / 100)) if limit else float("-inf")
+        reqs = self.monitor.on_new_day(self._next_day_ms - 86_400_000)
+        if reqs:
+            self._apply_risk(reqs)
 
     def audit_protection(self) -> int:
         """Count open positions without a live exchange-side stop (called when the exchange and
@@ -518,6 +575,10 @@ class Engine:
         if self.bus.wants(AccountChanged):
             self.bus.publish(AccountChanged(self.account_snapshot()))
         self._mark_equity()
+        if self.day_start_equity > 0:
+            reqs = self.monitor.on_equity(self.equity(), self.day_start_equity, self.clock.now_ms())
+            if reqs:
+                self._apply_risk(reqs)
 
     def _on_funding(self, ev: ExAccountUpdate, delta: Decimal) -> None:
         self.funding_total += delta
@@ -589,13 +650,17 @@ class Engine:
 
     def handle(self, cmd: object) -> None:
         if isinstance(cmd, Halt):
+            self.halt_source = None
             self.set_state(EngineState.HALTED, cmd.reason)
             dropped = self.orders.stop_new_slices()
             if dropped:
                 self._log("WARNING", f"halted: {dropped} unsent entry slice(s) dropped")
         elif isinstance(cmd, Resume):
+            self.halt_source = None
+            self.monitor.on_operator_resume()
             self.set_state(EngineState.ACTIVE, "resumed")
         elif isinstance(cmd, FlattenAll):
+            self.halt_source = None
             self.set_state(EngineState.HALTED, f"flatten: {cmd.reason}")
             self.orders.flatten_all(OrderPurpose.FLATTEN)
         elif isinstance(cmd, SwitchStrategy):
@@ -640,6 +705,7 @@ class Engine:
     # -- trades ---------------------------------------------------------------------------------
 
     def _trade_opened(self, t: Trade) -> None:
+        self.positions_opened_today += 1
         if self.journal is not None:
             self.journal.trade(t)
         self.bus.publish(TradeOpened(t))
@@ -652,6 +718,30 @@ class Engine:
         if self.journal is not None:
             self.journal.trade(t)
         self.bus.publish(TradeClosed(t))
+        reqs = self.monitor.on_trade_closed(t, self.start_equity)
+        if reqs:
+            self._apply_risk(reqs)
+
+    def _apply_risk(self, reqs) -> None:
+        """Apply the risk monitor's decisions (see the contract in ``engine.guard.monitor``)."""
+        for r in reqs:
+            now = self.clock.now_ms()
+            if isinstance(r, StrategyDisabled):
+                self._log("WARNING", f"strategy {r.strategy} disabled: {r.reason}")
+                if self.journal is not None:
+                    self.journal.event(now, "strategy_disabled", r.reason, {"strategy": r.strategy})
+                continue
+            if not should_apply(r, engine_active=self.state is EngineState.ACTIVE, halt_source=self.halt_source):
+                continue
+            if isinstance(r, HaltRequest):
+                self.halt_source = r.kind
+                self.set_state(EngineState.HALTED, r.reason)
+                dropped = self.orders.stop_new_slices()
+                if dropped:
+                    self._log("WARNING", f"halted: {dropped} unsent entry slice(s) dropped")
+            elif isinstance(r, ResumeRequest):
+                self.halt_source = None
+                self.set_state(EngineState.ACTIVE, r.reason)
 
     # -- misc -----------------------------------------------------------------------------------
 

@@ -242,6 +242,21 @@ class LiveRuntime(RuntimeBase):
 # -- sessions -------------------------------------------------------------------------------------
 
 
+async def cancel_stale_entries(adapter, *, ttl_ms: int) -> list[tuple[str, str]]:
+    """Before trading: cancel our entry orders an earlier run left open past their TTL."""
+    from engine.exchange.errors import ExchangeError
+    from engine.orders.manager import stale_entry_orders
+
+    stale = stale_entry_orders(await adapter.open_orders(), now_ms=adapter.rest.server_now_ms(), ttl_ms=ttl_ms)
+    for symbol, coid in stale:
+        try:
+            await adapter.cancel_order(symbol, coid)
+            log.warning("cancelled stale entry order %s on %s left by an earlier run", coid, symbol)
+        except ExchangeError as err:
+            log.warning("could not cancel stale entry order %s on %s: %s", coid, symbol, err)
+    return stale
+
+
 async def run_live_session(
     settings,
     *,
@@ -294,6 +309,7 @@ async def run_live_session(
             log.info("%s", n)
         engine = build_engine(settings, rules, run_id=run_id, journal=journal, strict=strict)
         engine.bootstrap(await adapter.account(), await adapter.positions())
+        await cancel_stale_entries(adapter, ttl_ms=int(settings.execution.order_ttl_s) * 1000)
         if sim_parts is not None:
             sim, server, candles, files = sim_parts
             starting = engine.starting_wallet

@@ -37,7 +37,7 @@ from engine.model import (
     Side,
     WorkingType,
 )
-from engine.orders.ids import client_id
+from engine.orders.ids import client_id, role_of
 from engine.orders.status import IllegalTransition, algo_transition, order_transition
 
 log = logging.getLogger(__name__)
@@ -247,6 +247,22 @@ class OrderEffects:
     """What the engine must know after the manager handled something."""
 
     protection_failed: list[tuple[PositionKey, str]] = field(default_factory=list)
+
+
+def stale_entry_orders(open_orders: list[dict], *, now_ms: int, ttl_ms: int) -> list[tuple[str, str]]:
+    """Entry orders of ours (by client id) still open on the exchange past their TTL — left by an
+    earlier run that could not cancel them (note 000: clean stale orders before trading).
+    ``open_orders`` are ``GET /fapi/v1/openOrders`` rows. Conditional orders are not touched here:
+    a resting stop may be protecting a position (reconciliation decides about those)."""
+    out = []
+    for o in open_orders:
+        coid = str(o.get("clientOrderId", ""))
+        if role_of(coid) != "entry":
+            continue
+        placed = int(o.get("time") or o.get("updateTime") or 0)
+        if placed + ttl_ms <= now_ms:
+            out.append((str(o.get("symbol", "")), coid))
+    return out
 
 
 class OrderManager:
@@ -471,7 +487,8 @@ class OrderManager:
             if i == n - 1:
                 q = qty - given
             else:
-                q = rules.round_qty(qty * Decimal(repr(w / total_w)), market=True) + carry
+                # multiply before dividing: qty × (1/3) as a float share rounds 0.01 down to 0.009
+                q = rules.round_qty(qty * Decimal(repr(w)) / Decimal(repr(total_w)), market=True) + carry
                 carry = ZERO
                 if q <= 0 or not rules.min_qty_ok(q) or q * price < rules.min_notional:
                     carry = q  # too small to send on its own: merged into the next slice
@@ -1114,8 +1131,11 @@ class OrderManager:
             self.position_amounts.pop(key, None)
         else:
             self.position_amounts[key] = amount
-        if amount == 0 and prev != 0:
-            br = self.brackets.get(key)
+        br = self.brackets.get(key)
+        # A position our entry filled is open even if the exchange never reported it (its
+        # ACCOUNT_UPDATE lost: protection went on after position_wait_ms); its flat report must
+        # still clear the bracket and its leftover take-profits.
+        if amount == 0 and (prev != 0 or (br is not None and br.filled_qty > 0)):
             if br is not None and self._entry_open(br) and not br.closing:
                 return  # flat between slices of an entry still being sent: the plan goes on
             # flat: the remaining orders of this position must not linger

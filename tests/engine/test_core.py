@@ -40,7 +40,7 @@ def candle(i, close="100000", closed=True, symbol="BTCUSDT"):
 
 @pytest.fixture
 def run():
-    r = build_sim_run(Settings(symbols=["BTCUSDT"]), run_id="core", journal=Journal("core"), strict=True)
+    r = build_sim_run(Settings(symbols=["BTCUSDT"], risk={"funding_blackout_min": 0}), run_id="core", journal=Journal("core"), strict=True)
     rec = Recorder()
     r.engine.strategies["recorder"] = type(r.engine.strategies["ema_trend"])(rec)
     r.engine.handle(SwitchStrategy("recorder"))

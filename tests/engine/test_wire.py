@@ -128,6 +128,23 @@ async def test_entry_with_stop_and_take_profit_and_their_events():
         assert err.value.code in (-2011, -2013)
 
 
+async def test_stale_entry_orders_from_an_earlier_run_are_cancelled_before_trading():
+    from engine.live import cancel_stale_entries
+    from engine.orders.ids import client_id
+
+    async with Harness(sample()) as h:
+        await h.advance(3)
+        below = (h.closed[-1].close * Decimal("0.97")).quantize(Decimal("0.1"))
+        ours = client_id("earlier-run", "sig-1", "entry")
+        for coid in (ours, "manual-by-hand"):
+            await h.adapter.place_order(OrderRequest(coid, "BTCUSDT", Side.BUY, OrderType.LIMIT, Decimal("0.01"),
+                                                     OrderPurpose.ENTRY, price=below, time_in_force="GTC"))
+        # a young entry is left alone; past the TTL it goes, and only ours
+        assert await cancel_stale_entries(h.adapter, ttl_ms=10 ** 15) == []
+        assert await cancel_stale_entries(h.adapter, ttl_ms=0) == [("BTCUSDT", ours)]
+        assert [o["clientOrderId"] for o in await h.adapter.open_orders()] == ["manual-by-hand"]
+
+
 async def test_reconnect_after_a_server_side_drop_loses_and_doubles_no_candle():
     async with Harness(sample(("BTCUSDT", "ETHUSDT"))) as h:
         await h.advance(10)
