@@ -395,8 +395,13 @@ class ExecutionSettings(BaseModel):
     )
     vwap_lookback: Annotated[int, _NoBool] = Field(
         default=1440,
-        ge=10,
-        description="Closed 1m candles of history behind the VWAP volume profile (by minute of day when >= 1440).",
+        ge=1440,
+        le=43200,
+        description=(
+            "Closed 1m candles of history behind the VWAP volume profile: each slice is weighted by the "
+            "volume traded in the same minutes of the day over this history (1440 = the last day); "
+            "until a day of history exists, slices are equal."
+        ),
     )
     position_wait_s: Annotated[float, _NoBool] = Field(
         default=5.0,

@@ -323,7 +323,8 @@ class Engine:
             equity=self.equity(),
             available_balance=self.available_balance(),
             positions={k: p.amount for k, p in self.positions.items() if p.amount},
-            pending_entries=frozenset(self.orders.pending_entries),
+            # a plan still alive (entry in flight, or filled but not yet reported) counts as pending
+            pending_entries=frozenset(self.orders.pending_entries).union(self.orders.brackets),
             rules=self.rules,
             marks=self.marks,
             taker_fee_rate=self.params.taker_fee_rate,
