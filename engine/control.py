@@ -57,8 +57,19 @@ def _jsonable(v: Any) -> Any:
 
 
 def status_doc(snapshot) -> dict[str, Any]:
-    """What note 002 asks of a status call, plus guard state: counts, PnL, trades today, state."""
+    """What note 002 asks of a status call, plus guard state: counts, PnL, trades today, state.
+
+    The console's header shows the same figures. Keys are only ever added (scripts read this):
+    the guard's counts sit next to the others (None where the engine does not report one), its
+    halt and per-strategy figures under ``guard``, the break-even plans under ``timers``."""
     s = snapshot
+    g = getattr(s, "status", None)
+    guard = {
+        "halted_by": getattr(g, "halted_by", None),
+        "halt_reason": getattr(g, "guard_halt_reason", ""),
+        "shock_until_ms": getattr(g, "shock_until_ms", None),
+        "strategy_net_pnl": {k: str(v) for k, v in getattr(g, "strategy_net_pnl", ())},
+    }
     return {
         "mode": s.mode,
         "run_id": s.run_id,
@@ -73,6 +84,13 @@ def status_doc(snapshot) -> dict[str, Any]:
         "daily_trades": s.trades_today,
         "max_daily_trades": s.max_daily_trades,
         "daily_pnl": str(s.today_pnl),
+        "positions_opened_today": getattr(g, "positions_opened_today", None),
+        "max_positions_per_day": getattr(g, "max_positions_per_day", None),
+        "consecutive_losses": getattr(g, "consecutive_losses", None),
+        "max_consecutive_losses": getattr(g, "max_consecutive_losses", None),
+        "disabled_strategies": list(getattr(g, "disabled_strategies", ())),
+        "guard": guard,
+        "timers": _jsonable(list(s.timers)),
         "positions": _jsonable(list(s.positions)),
         "open_orders": len(s.orders),
         "open_algo_orders": len(s.algo_orders),

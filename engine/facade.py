@@ -16,8 +16,13 @@ from typing import Any, Protocol
 
 from engine.model import ZERO, AlgoOrder, Order, SignalRecord
 
+log = logging.getLogger("engine.facade")
+
 LOG_LINES = 500
 SIGNALS_KEPT = 200
+
+STOP_LOSS, BREAK_EVEN, TRAILING = "stop_loss", "break_even", "trailing"
+"""What a position's resting stop is (``PositionView.stop_kind``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,16 +37,61 @@ class PositionView:
     take_profit_price: Decimal | None
     liquidation_price: Decimal | None
     opened_ms: int | None  # exchange time of the entry
+    tp1_price: Decimal | None = None
+    """The partial take-profit (TP1) level; ``take_profit_price`` is then the final one (TP2)."""
+    tp1_qty: Decimal | None = None
+    """What TP1 closes."""
+    tp1_done: bool = False
+    """TP1 has filled (``size`` is what is left for TP2)."""
+    stop_kind: str = STOP_LOSS
+    """What the resting stop is now: ``stop_loss`` (as placed), ``break_even`` (moved to entry plus
+    fees) or ``trailing`` (following the best price)."""
 
 
 @dataclass(frozen=True, slots=True)
 class TimerView:
-    """A break-even timer (the trade-management issue fills these in)."""
+    """The break-even plan of one open position.
+
+    States: running (``deadline_ms`` set, not reached), reached (``break_even_reached``), closing
+    (``closing``: the deadline passed or the plan ended; the position is being closed), or waiting
+    without a deadline (no timeout configured: only the trigger moves the stop).
+    """
 
     symbol: str
     side: str
-    deadline_ms: int
+    deadline_ms: int | None
+    """Exchange ms at which the position is closed unless break-even is reached; None once reached,
+    once it ran out, or when no timeout is configured."""
     break_even_reached: bool
+    trigger_price: Decimal | None = None
+    """Price that moves the stop to break-even (None: only the timeout applies)."""
+    break_even_price: Decimal | None = None
+    """Where the stop goes: entry plus the entry's and the exit's fee."""
+    closing: bool = False
+    """The plan ended without break-even (timed out): the position is being closed at market."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusView:
+    """The guard's state and today's counts (seed note 002), for the header and ``perpdeck ctl status``.
+
+    ``None`` where the engine does not report a figure (an older engine, or the limit is off).
+    """
+
+    positions_opened_today: int | None = None
+    max_positions_per_day: int | None = None
+    consecutive_losses: int | None = None
+    max_consecutive_losses: int | None = None
+    """None or 0: the losing-streak halt is off."""
+    disabled_strategies: tuple[str, ...] = ()
+    """Strategies the guard disabled for losses (until the operator resumes)."""
+    halted_by: str | None = None
+    """The guard's own halt in force: ``consecutive_losses`` | ``daily_loss`` | ``market_shock``."""
+    guard_halt_reason: str = ""
+    shock_until_ms: int | None = None
+    """End of a market-shock cool-down (exchange ms)."""
+    strategy_net_pnl: tuple[tuple[str, Decimal], ...] = ()
+    """Net PnL of closed trades per strategy since start, by name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +146,7 @@ class EngineSnapshot:
     replay_total: int | None = None
     finished: bool = False
     flatten: FlattenReport | None = None
+    status: StatusView = field(default_factory=StatusView)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -133,17 +184,22 @@ class RuntimeFacade:
         self.rt.submit(command)
 
     def snapshot(self) -> EngineSnapshot:
+        """The engine now, as frozen values. Called up to ten times a second by the console: it
+        only walks open positions and their brackets (never the trade or order history)."""
         rt = self.rt
         eng = rt.run_.engine
         now = eng.clock.now_ms()
+        brackets = eng.orders.brackets
         positions = []
+        timers = []
         for (sym, _ps), p in eng.positions.items():
             mark = eng.marks.get(sym, p.entry_price)
-            br = eng.orders.brackets.get((sym, _ps))
+            br = brackets.get((sym, _ps))
             trade = eng.trades.open.get((sym, _ps))
+            side = "LONG" if p.amount > 0 else "SHORT"
             positions.append(PositionView(
                 symbol=sym,
-                side="LONG" if p.amount > 0 else "SHORT",
+                side=side,
                 size=abs(p.amount),
                 entry_price=p.entry_price,
                 mark_price=mark,
@@ -152,7 +208,14 @@ class RuntimeFacade:
                 take_profit_price=br.take_profit_price if br else None,
                 liquidation_price=liquidation_price(eng.rules.get(sym), p, eng.wallet_balance),
                 opened_ms=trade.entry_time_ms if trade else None,
+                tp1_price=getattr(br, "tp1_price", None),
+                tp1_qty=getattr(br, "tp1_qty", None),
+                tp1_done=bool(getattr(br, "tp1_done", False)),
+                stop_kind=_stop_kind(br),
             ))
+            timer = _timer(sym, side, br, eng.rules.get(sym))
+            if timer is not None:
+                timers.append(timer)
         streams = rt.streams_status()
         wallet = eng.wallet_balance
         upnl = eng.unrealized_pnl()
@@ -176,7 +239,7 @@ class RuntimeFacade:
             user_stream=_stream(streams.get("user")),
             positions=tuple(sorted(positions, key=lambda v: v.symbol)),
             signals=tuple(self.signals),
-            timers=(),
+            timers=tuple(sorted(timers, key=lambda t: (t.symbol, t.side))),
             orders=tuple(eng.orders.open_orders()),
             algo_orders=tuple(eng.orders.open_algo_orders()),
             log=tuple(self.log_ring.lines),
@@ -184,7 +247,84 @@ class RuntimeFacade:
             replay_total=len(rt.run_.candles) if rt.run_.candles else None,
             finished=rt.finished,
             flatten=getattr(rt, "flatten_report", None),
+            status=status_view(eng),
         )
+
+
+def _stop_kind(br) -> str:
+    """``PositionView.stop_kind`` from a bracket's stop purpose."""
+    purpose = getattr(getattr(br, "stop_purpose", None), "value", None)
+    if purpose == "break_even_stop":
+        return BREAK_EVEN
+    if purpose == "trailing_stop":
+        return TRAILING
+    return STOP_LOSS
+
+
+def _timer(symbol: str, side: str, br, rules=None) -> TimerView | None:
+    """The break-even timer of a bracket with a break-even plan, else None.
+
+    The trigger is shown as the first price on the symbol's tick grid that reaches it (up for a
+    long, down for a short): the engine keeps it unrounded (entry × 1.01 has more digits)."""
+    if br is None:
+        return None
+    trigger = getattr(br, "be_trigger", None)
+    if trigger is not None and rules is not None:
+        trigger = rules.round_price_up(trigger) if side == "LONG" else rules.round_price_down(trigger)
+    deadline = getattr(br, "be_deadline_ms", None)
+    be_price = getattr(br, "be_price", None)
+    if trigger is None and deadline is None and be_price is None:
+        return None  # no break-even plan (or not armed yet: the entry has not filled)
+    reached = bool(getattr(br, "be_reached", False))
+    return TimerView(
+        symbol=symbol,
+        side=side,
+        deadline_ms=None if reached else deadline,
+        break_even_reached=reached,
+        trigger_price=trigger,
+        break_even_price=be_price,
+        closing=not reached and bool(getattr(br, "closing", False)),
+    )
+
+
+def status_view(eng) -> StatusView:
+    """The guard's state from the engine's risk monitor and limits (absent parts stay None)."""
+    params = eng.params
+    monitor = getattr(eng, "monitor", None)
+    st: dict[str, Any] = {}
+    if monitor is not None:
+        try:
+            st = monitor.status()
+        except Exception:  # noqa: BLE001 - a status read must never break the console (10 reads/s: no log spam)
+            log.debug("risk monitor status failed", exc_info=True)
+            st = {}
+    max_losses = getattr(params, "max_consecutive_losses", None)
+    if max_losses is None and monitor is not None:
+        max_losses = getattr(monitor, "max_consecutive_losses", None)
+    opened = getattr(eng, "positions_opened_today", None)
+    pnl = st.get("strategy_net_pnl") or {}
+    return StatusView(
+        positions_opened_today=opened if isinstance(opened, int) else None,
+        max_positions_per_day=_max_positions_per_day(eng),
+        consecutive_losses=st.get("consecutive_losses"),
+        max_consecutive_losses=max_losses,
+        disabled_strategies=tuple(st.get("disabled_strategies") or ()),
+        halted_by=st.get("halted_by"),
+        guard_halt_reason=st.get("halt_reason") or "",
+        shock_until_ms=st.get("shock_until_ms"),
+        strategy_net_pnl=tuple((str(k), Decimal(str(v))) for k, v in pnl.items()),
+    )
+
+
+def _max_positions_per_day(eng) -> int | None:
+    limit = getattr(eng.params, "max_positions_per_day", None)
+    if limit is not None:
+        return limit
+    for rule in getattr(getattr(eng, "guard", None), "signal_rules", ()):  # a handful of rules
+        limit = getattr(rule, "max_positions_per_day", None)
+        if limit is not None:
+            return limit
+    return None
 
 
 def liquidation_price(rules, p, wallet_balance: Decimal) -> Decimal | None:

@@ -13,7 +13,17 @@ from dataclasses import replace
 from decimal import Decimal
 
 from engine.events import FlattenAll, Halt, Resume, SwitchStrategy
-from engine.facade import EngineSnapshot, FlattenReport, LogLine, PositionView, StreamView, TimerView
+from engine.facade import (
+    BREAK_EVEN,
+    STOP_LOSS,
+    EngineSnapshot,
+    FlattenReport,
+    LogLine,
+    PositionView,
+    StatusView,
+    StreamView,
+    TimerView,
+)
 from engine.model import (
     ZERO,
     AlgoOrder,
@@ -68,6 +78,10 @@ def position(
     take_profit: str | None = None,
     liquidation: str | None = None,
     opened_ms: int | None = None,
+    tp1: str | None = None,
+    tp1_qty: str | None = None,
+    tp1_done: bool = False,
+    stop_kind: str = STOP_LOSS,
 ) -> PositionView:
     """A position view; unrealised PnL is computed from entry, mark, size and side."""
     sign = 1 if side == "LONG" else -1
@@ -82,16 +96,27 @@ def position(
         take_profit_price=D(take_profit) if take_profit else None,
         liquidation_price=D(liquidation) if liquidation else None,
         opened_ms=opened_ms,
+        tp1_price=D(tp1) if tp1 else None,
+        tp1_qty=D(tp1_qty) if tp1_qty else None,
+        tp1_done=tp1_done,
+        stop_kind=stop_kind,
     )
 
 
 def seeded_positions() -> tuple[PositionView, ...]:
-    """Three open positions: BTC long in profit, ETH short at a loss, SOL long without take-profit."""
+    """Three open positions.
+
+    - BTC long in profit: TP1 filled (half of 0.030 closed), break-even reached, stop moved there.
+    - ETH short at a loss: TP1 and TP2 resting, break-even timer running.
+    - SOL long without take-profit: original stop, break-even timer running.
+    """
     return (
-        position("BTCUSDT", "LONG", "0.015", "97250.10", "97812.40", stop="96100.00",
-                 take_profit="99500.00", liquidation="81234.50", opened_ms=at(10, 21)),
+        position("BTCUSDT", "LONG", "0.015", "97250.10", "97812.40", stop="97347.40", stop_kind=BREAK_EVEN,
+                 tp1="97736.40", tp1_qty="0.015", tp1_done=True, take_profit="99500.00",
+                 liquidation="81234.50", opened_ms=at(10, 21)),
         position("ETHUSDT", "SHORT", "1.250", "3310.25", "3342.80", stop="3390.00",
-                 take_profit="3180.00", liquidation="3912.60", opened_ms=at(11, 47)),
+                 tp1="3260.00", tp1_qty="0.625", take_profit="3180.00", liquidation="3912.60",
+                 opened_ms=at(11, 47)),
         position("SOLUSDT", "LONG", "12", "187.432", "188.105", stop="183.900", opened_ms=at(12, 28)),
     )
 
@@ -126,7 +151,7 @@ def seeded_signals() -> tuple[SignalRecord, ...]:
     long, short = Direction.LONG, Direction.SHORT
     ok, no = Verdict.ACCEPTED, Verdict.DENIED
     return (
-        signal("BTCUSDT", long, 0.81, at(10, 21), ok, quantity="0.015", price="97250.10"),
+        signal("BTCUSDT", long, 0.81, at(10, 21), ok, quantity="0.030", price="97250.10"),
         signal("ETHUSDT", short, 0.66, at(11, 47), ok, quantity="1.250", price="3310.25"),
         signal("BNBUSDT", long, 0.42, at(12, 5), no, "stop too close to mark", price="688.40"),
         signal("SOLUSDT", long, 0.74, at(12, 28), ok, quantity="12", price="187.432"),
@@ -135,11 +160,28 @@ def seeded_signals() -> tuple[SignalRecord, ...]:
 
 
 def seeded_timers() -> tuple[TimerView, ...]:
-    """Break-even timers: BTC reached break-even, ETH and SOL still running."""
+    """Break-even plans (trigger 0.4% from entry, stop at entry plus two taker fees, one-hour
+    timeout): BTC reached break-even (no deadline any more), ETH and SOL still running."""
     return (
-        TimerView("BTCUSDT", "LONG", at(12, 21), True),
-        TimerView("ETHUSDT", "SHORT", NOW_MS + 12 * MINUTE_MS + 30_000, False),
-        TimerView("SOLUSDT", "LONG", NOW_MS + 53 * MINUTE_MS + 4_000, False),
+        TimerView("BTCUSDT", "LONG", None, True, trigger_price=D("97639.10"), break_even_price=D("97347.40")),
+        TimerView("ETHUSDT", "SHORT", NOW_MS + 12 * MINUTE_MS + 30_000, False,
+                  trigger_price=D("3297.01"), break_even_price=D("3306.93")),
+        TimerView("SOLUSDT", "LONG", NOW_MS + 53 * MINUTE_MS + 4_000, False,
+                  trigger_price=D("188.182"), break_even_price=D("187.620")),
+    )
+
+
+def seeded_status() -> StatusView:
+    """The guard: 3 of 10 positions opened today, one loss in a row of 4 allowed, ``rl_policy``
+    disabled for its losses, no guard halt."""
+    return StatusView(
+        positions_opened_today=3,
+        max_positions_per_day=10,
+        consecutive_losses=1,
+        max_consecutive_losses=4,
+        disabled_strategies=("rl_policy",),
+        strategy_net_pnl=(("donchian_breakout", D("-12.40")), ("ema_trend", D("144.88")),
+                          ("rl_policy", D("-318.05"))),
     )
 
 
@@ -176,11 +218,23 @@ def order(
     )
 
 
-def algo(symbol: str, side: Side, type_: OrderType, trigger: str, key: str, created_ms: int) -> AlgoOrder:
-    """A resting close-position conditional order (stop-loss or take-profit)."""
+def algo(
+    symbol: str,
+    side: Side,
+    type_: OrderType,
+    trigger: str,
+    key: str,
+    created_ms: int,
+    *,
+    purpose: OrderPurpose | None = None,
+    close_position: bool = True,
+    variant: str = "",
+) -> AlgoOrder:
+    """A resting conditional order: by default a close-position stop-loss or take-profit.
+    ``variant`` tells apart orders of the same position and kind (a moved stop, TP1 beside TP2)."""
     stop = type_ is OrderType.STOP_MARKET
     return AlgoOrder(
-        client_algo_id=client_id("S" if stop else "T", key),
+        client_algo_id=client_id("S" if stop else "T", f"{key}#{variant}" if variant else key),
         algo_id=None,
         symbol=symbol,
         side=side,
@@ -188,9 +242,9 @@ def algo(symbol: str, side: Side, type_: OrderType, trigger: str, key: str, crea
         trigger_price=D(trigger),
         status=AlgoStatus.NEW,
         position_side=PositionSide.BOTH,
-        close_position=True,
+        close_position=close_position,
         working_type=WorkingType.MARK_PRICE,
-        purpose=OrderPurpose.STOP_LOSS if stop else OrderPurpose.TAKE_PROFIT,
+        purpose=purpose or (OrderPurpose.STOP_LOSS if stop else OrderPurpose.TAKE_PROFIT),
         signal_id=key,
         actual_order_id=None,
         created_ms=created_ms,
@@ -207,14 +261,18 @@ def seeded_orders() -> tuple[Order, ...]:
 
 
 def seeded_algo_orders() -> tuple[AlgoOrder, ...]:
-    """The exchange-side protection of the seeded positions."""
+    """The exchange-side protection of the seeded positions: BTC's stop moved to break-even after
+    its TP1 filled; ETH's TP1 (a part of the position) and TP2 resting."""
     stop, tp = OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET
+    btc, eth, sol = "ema_trend:BTCUSDT:LONG", "ema_trend:ETHUSDT:SHORT", "ema_trend:SOLUSDT:LONG"
     return (
-        algo("BTCUSDT", Side.SELL, stop, "96100.00", "ema_trend:BTCUSDT:LONG", at(10, 21)),
-        algo("BTCUSDT", Side.SELL, tp, "99500.00", "ema_trend:BTCUSDT:LONG", at(10, 21)),
-        algo("ETHUSDT", Side.BUY, stop, "3390.00", "ema_trend:ETHUSDT:SHORT", at(11, 47)),
-        algo("ETHUSDT", Side.BUY, tp, "3180.00", "ema_trend:ETHUSDT:SHORT", at(11, 47)),
-        algo("SOLUSDT", Side.SELL, stop, "183.900", "ema_trend:SOLUSDT:LONG", at(12, 28)),
+        algo("BTCUSDT", Side.SELL, stop, "97347.40", btc, at(12, 2), purpose=OrderPurpose.BREAK_EVEN_STOP, variant="1"),
+        algo("BTCUSDT", Side.SELL, tp, "99500.00", btc, at(10, 21)),
+        algo("ETHUSDT", Side.BUY, stop, "3390.00", eth, at(11, 47)),
+        algo("ETHUSDT", Side.BUY, tp, "3260.00", eth, at(11, 47), purpose=OrderPurpose.TAKE_PROFIT_1,
+             close_position=False, variant="tp1"),
+        algo("ETHUSDT", Side.BUY, tp, "3180.00", eth, at(11, 47)),
+        algo("SOLUSDT", Side.SELL, stop, "183.900", sol, at(12, 28)),
     )
 
 
@@ -225,7 +283,7 @@ def seeded_log() -> tuple[LogLine, ...]:
         (at(12, 28, 1), "INFO", "SOLUSDT entry filled 12 @ 187.432"),
         (at(12, 28, 1), "INFO", "SOLUSDT stop-loss resting at 183.900"),
         (at(12, 28, 2), "WARNING", "SOLUSDT take-profit skipped: below min notional"),
-        (at(12, 30, 0), "DEBUG", "reconcile: 3 positions, 6 orders match the exchange"),
+        (at(12, 30, 0), "DEBUG", "reconcile: 3 positions, 7 orders match the exchange"),
         (at(12, 31, 14), "WARNING", "user stream reconnecting (ping timeout)"),
         (at(12, 31, 16), "INFO", "user stream connected; backfilled 0 events"),
         (at(12, 33, 0), "INFO", "signal XRPUSDT SHORT 0.58 denied: max open positions (3)"),
@@ -270,6 +328,7 @@ def seeded_snapshot(
         orders=seeded_orders() if with_positions else (),
         algo_orders=seeded_algo_orders() if with_positions else (),
         log=seeded_log(),
+        status=seeded_status(),
     )
 
 
@@ -352,6 +411,10 @@ class FakeFacade:
     def wall_ms(self) -> int:
         """The fake's wall clock (fixed), for stream ages."""
         return WALL_MS
+
+    def advance(self, ms: int) -> None:
+        """Move the exchange clock on by ``ms`` (break-even timers count down); nothing else changes."""
+        self._current = replace(self._current, exchange_time_ms=self._current.exchange_time_ms + ms)
 
     def _set(self, snap: EngineSnapshot, level: str, message: str) -> None:
         self._current = _logged(snap, [(level, message)])

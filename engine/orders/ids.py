@@ -21,6 +21,7 @@ ROLE_CODES = {
     "take_profit_1": "P",
     "trailing_stop": "R",
     "break_even_timeout": "B",
+    "break_even_stop": "K",
     "emergency_close": "X",
     "flatten": "F",
     "end_of_data": "Z",

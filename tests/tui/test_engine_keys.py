@@ -30,8 +30,9 @@ class EveryCandle:
 def make_runtime(tmp_path, with_positions: bool):
     files = [load_klines(p) for p in sample_kline_files(["BTCUSDT", "ETHUSDT"])]
     files = [KlineFile(f.symbol, f.path, f.candles[:1440]) for f in files]
-    run = build_sim_run(Settings(symbols=["BTCUSDT", "ETHUSDT"]), run_id="tui", files=files, funding={},
-                        journal=Journal("tui"))
+    # The data starts at 00:00 UTC: no funding blackout, so the first candles' signals can enter.
+    settings = Settings(symbols=["BTCUSDT", "ETHUSDT"], risk={"funding_blackout_min": 0})
+    run = build_sim_run(settings, run_id="tui", files=files, funding={}, journal=Journal("tui"))
     from engine.strategies.base import SafeStrategy
 
     run.engine.strategies["alpha"] = SafeStrategy(EveryCandle("alpha"))

@@ -6,10 +6,13 @@ review the SVGs. Nothing on screen comes from the wall clock: all times are the 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from textual.pilot import Pilot
 
 from tests.tui.support import settle, wait_until
 from tests.tui.snapshot_apps.perpdeck_app import make_app
+from tui.fake import NOW_MS, FakeFacade, seeded_snapshot
 from tui.screens.flatten_result import FlattenResultScreen
 
 WIDE = (120, 40)
@@ -17,7 +20,9 @@ SMALL = (80, 24)
 
 
 def test_main_screen_wide(snap_compare):
-    # Open positions, accepted and denied signals, open and conditional orders, timers, log.
+    # Open positions (one past TP1 with its stop at break-even, one with TP1 and TP2 resting), accepted
+    # and denied signals, open and conditional orders, break-even timers (one reached, two running),
+    # the guard's counts, log.
     assert snap_compare(make_app(), terminal_size=WIDE, run_before=settle)
 
 
@@ -26,8 +31,18 @@ def test_main_screen_80x24_compact(snap_compare):
 
 
 def test_halted(snap_compare):
-    app = make_app(state="HALTED", halt_reason="daily loss limit reached")
-    assert snap_compare(app, terminal_size=WIDE, run_before=settle)
+    # Halted by the guard itself: the header's guard field names the halt.
+    snap = seeded_snapshot(state="HALTED", halt_reason="daily loss limit reached")
+    snap = replace(snap, status=replace(snap.status, halted_by="daily_loss",
+                                        guard_halt_reason="daily loss limit reached"))
+    assert snap_compare(make_app(FakeFacade(snap)), terminal_size=WIDE, run_before=settle)
+
+
+def test_guard_cool_down_80x24(snap_compare):
+    # A market-shock cool-down and a losing streak one short of its limit, in the compact header.
+    snap = seeded_snapshot()
+    snap = replace(snap, status=replace(snap.status, consecutive_losses=3, shock_until_ms=NOW_MS + 14 * 60_000))
+    assert snap_compare(make_app(FakeFacade(snap)), terminal_size=SMALL, run_before=settle)
 
 
 def test_mainnet_header(snap_compare):

@@ -46,3 +46,14 @@ def test_terminal_states_never_reopen():
         with pytest.raises(IllegalTransition):
             algo_transition(terminal, AlgoStatus.NEW)
     assert algo_transition(AlgoStatus.NEW, AlgoStatus.TRIGGERED) is AlgoStatus.TRIGGERED
+
+
+def test_every_order_purpose_we_send_has_a_client_id_role():
+    from engine.model import OrderPurpose
+    from engine.orders.ids import client_id, role_of
+
+    for purpose in OrderPurpose:
+        if purpose is OrderPurpose.EXTERNAL:
+            continue  # never sent by us
+        cid = client_id("ns", "sig", purpose.value)
+        assert role_of(cid) == purpose.value
