@@ -901,8 +901,8 @@ class OrderManager:
     def flatten_all(self, purpose: OrderPurpose = OrderPurpose.FLATTEN) -> None:
         """Cancel every open and conditional order, then close every position at market."""
         self.cancel_all()
-        self._retries = [(w, c) for w, c in self._retries if not isinstance(c, SubmitOrder | SubmitAlgoOrder)
-                         or (isinstance(c, SubmitOrder) and c.req.purpose not in (OrderPurpose.ENTRY,))]
+        # queued retries of protective orders are moot now; only close orders may still be retried
+        self._retries = [(w, c) for w, c in self._retries if isinstance(c, SubmitOrder)]
         for br in self.brackets.values():
             br.closing = True
         for key, amt in list(self.position_amounts.items()):
