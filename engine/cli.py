@@ -271,6 +271,14 @@ def _credentials(settings):
     return Credentials(key, secret=secret)
 
 
+def _next_port_ws(rest_url: str) -> str:
+    """``http://127.0.0.1:8080`` -> ``ws://127.0.0.1:8081`` (`perpdeck sim-exchange`'s default layout)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(rest_url)
+    return f"ws://{parts.hostname}:{(parts.port or 80) + 1}"
+
+
 def run_headless(settings, *, json_out: bool = False, run_id: str | None = None, in_process: bool = False,
                  console: bool = False) -> int:
     """Validate everything, then run until the data ends (sim) or the operator stops it.
@@ -295,7 +303,9 @@ def run_headless(settings, *, json_out: bool = False, run_id: str | None = None,
         if settings.active_strategy not in available():
             raise StrategyError(f"active_strategy: unknown strategy {settings.active_strategy!r}; "
                                 f"expected one of {sorted(available())}")
-        if mode == "sim":
+        if mode == "sim" and settings.sim.exchange_rest_url:
+            pass  # an already running local exchange replays its own data
+        elif mode == "sim":
             files, funding = load_market_data(settings)
             if not files:
                 return _fail(f"no kline data for symbols {settings.symbols} (set sim.data_files or --data)")
@@ -320,6 +330,19 @@ def run_headless(settings, *, json_out: bool = False, run_id: str | None = None,
                                          install_signal_handlers=signals)
         from engine.live import run_live_session, run_sim_over_wire
 
+        if mode == "sim" and settings.sim.exchange_rest_url:
+            from engine.exchange.binance.endpoints import Credentials, Endpoints
+            from engine.exchange.sim.server import DEFAULT_API_KEY, DEFAULT_API_SECRET
+
+            rest_url = settings.sim.exchange_rest_url.replace("ws://", "http://")
+            ws_url = settings.sim.exchange_ws_url or _next_port_ws(rest_url)
+            creds = _credentials(settings) if settings.has_api_keys else Credentials(
+                DEFAULT_API_KEY, secret=DEFAULT_API_SECRET)
+            summary, _ = await run_live_session(settings, run_id=run_id, paths=paths, journal=journal,
+                                                endpoints=Endpoints.local(rest_url, ws_url), credentials=creds,
+                                                on_runtime=on_runtime, install_signal_handlers=signals,
+                                                replay=True)
+            return summary
         if mode == "sim":
             summary, _ = await run_sim_over_wire(settings, run_id=run_id, paths=paths, journal=journal,
                                                  files=files, funding=funding, on_runtime=on_runtime,

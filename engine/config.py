@@ -431,6 +431,62 @@ class ExecutionSettings(BaseModel):
         return value.strip().lower() if isinstance(value, str) else value
 
 
+class ReconcileSettings(BaseModel):
+    """Restart reconciliation and health checks (the [reconcile] table)."""
+
+    model_config = _FROZEN
+
+    interval_s: Annotated[float, _NoBool] = Field(
+        default=60.0,
+        ge=5,
+        le=3600,
+        allow_inf_nan=False,
+        description=(
+            "How often, in seconds, open orders, algo orders, positions and balances are compared with "
+            "the exchange and the database corrected (also done once at startup)."
+        ),
+    )
+    unprotected: Literal["protect", "close"] = Field(
+        default="protect",
+        description=(
+            "A position of ours found without a resting stop: \"protect\" places one at once, "
+            "\"close\" closes it reduce-only at market."
+        ),
+    )
+    external_positions: Literal["adopt", "ignore"] = Field(
+        default="ignore",
+        description=(
+            "A position opened outside perpdeck: \"adopt\" puts it under a protective stop and manages "
+            "it; \"ignore\" shows it and leaves it alone (it still counts against exposure)."
+        ),
+    )
+    inflight_timeout_s: Annotated[float, _NoBool] = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        allow_inf_nan=False,
+        description=(
+            "An order sent but neither acknowledged nor rejected after this many seconds is re-queried "
+            "by its client id."
+        ),
+    )
+    stream_silence_s: Annotated[float, _NoBool] = Field(
+        default=30.0,
+        ge=5,
+        le=3600,
+        allow_inf_nan=False,
+        description=(
+            "A market or user-data stream silent this long (seconds) halts new entries until it is "
+            "heard from again."
+        ),
+    )
+
+    @field_validator("unprotected", "external_positions", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
 class SimSettings(BaseModel):
     """The offline simulator used in ``mode = "sim"``."""
 
@@ -486,6 +542,32 @@ class SimSettings(BaseModel):
         allow_inf_nan=False,
         description="Replay speed: 0 = as fast as possible; N = N times real time.",
     )
+    exchange_rest_url: str = Field(
+        default="",
+        description=(
+            "REST URL of an already running local exchange (`perpdeck sim-exchange`) to trade on instead "
+            "of starting one, e.g. http://127.0.0.1:8080; empty = start one in-process."
+        ),
+    )
+    exchange_ws_url: str = Field(
+        default="",
+        description=(
+            "WebSocket URL of that exchange, e.g. ws://127.0.0.1:8081; empty = the REST port + 1."
+        ),
+    )
+
+    @field_validator("exchange_rest_url", "exchange_ws_url")
+    @classmethod
+    def _local_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "ws") or parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError(f"expected a local http:// or ws:// URL on 127.0.0.1, got {value!r}")
+        return value.rstrip("/")
 
 
 class Settings(BaseSettings):
@@ -584,6 +666,10 @@ class Settings(BaseSettings):
     )
     execution: ExecutionSettings = Field(
         default_factory=ExecutionSettings, description="How entries are sent (the [execution] table)."
+    )
+    reconcile: ReconcileSettings = Field(
+        default_factory=ReconcileSettings,
+        description="Restart reconciliation and stream health (the [reconcile] table).",
     )
     sim: SimSettings = Field(
         default_factory=SimSettings, description="Simulator settings (the [sim] table)."

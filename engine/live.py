@@ -271,12 +271,15 @@ async def run_live_session(
     strict: bool = False,
     adapter_options: dict | None = None,
     ctl_socket: bool = True,
+    replay: bool = False,
 ) -> tuple[dict[str, Any], SimRun]:
     """Start the adapter against ``endpoints``, configure the account, run the engine until the
     replay ends (sim) or the operator stops it, and record the run.
 
     ``sim_parts`` = (SimExchange, LocalExchange, candles, files) in sim mode; the local server must
-    already be started. In sim mode with ``speed == 0`` the replay runs in lockstep.
+    already be started. In sim mode with ``speed == 0`` the replay runs in lockstep. ``replay``: the
+    endpoints are a local exchange run by another process (its time is its replay's, so the engine's
+    clock moves only with its events, and the session runs until stopped).
     """
     import json
 
@@ -329,7 +332,8 @@ async def run_live_session(
                                   settings.mode, settings.active_strategy, json.dumps(settings.redacted_dict()))
             rt = LiveRuntime(run, adapter, store, paths, control=control,
                              heartbeat_interval_s=float(settings.heartbeat_interval_s),
-                             replay_finished=(lambda: server.replay_finished) if server is not None else None)
+                             replay_finished=(lambda: server.replay_finished) if server is not None
+                             else ((lambda: False) if replay else None))
             holder["rt"] = rt
             async with ConsoleServices(rt, paths.state_dir, control=ctl_socket):
                 if on_runtime is not None:
