@@ -145,7 +145,8 @@ def entry_policy(settings) -> EntryPolicy:
     )
 
 
-def build_engine(settings, rules, *, run_id: str, journal=None, bus=None, strict: bool = False) -> Engine:
+def build_engine(settings, rules, *, run_id: str, journal=None, bus=None, strict: bool = False,
+                 namespace: str | None = None) -> Engine:
     """The engine with every registered strategy, the configured guard and order manager."""
     if settings.active_strategy not in available():
         raise StrategyError(f"active_strategy: unknown strategy {settings.active_strategy!r}; "
@@ -183,7 +184,7 @@ def build_engine(settings, rules, *, run_id: str, journal=None, bus=None, strict
         vwap_lookback=int(settings.execution.vwap_lookback),
     )
     return Engine(
-        namespace=run_id,
+        namespace=namespace or run_id,
         rules=rules,
         strategies=strategies,
         active_strategy=settings.active_strategy,

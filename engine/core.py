@@ -51,9 +51,12 @@ from engine.guard.volatility import AtrTracker
 from engine.model import (
     ZERO,
     Account,
+    AlgoStatus,
     Candle,
+    Fill,
     MarginType,
     OrderPurpose,
+    OrderType,
     Position,
     PositionMode,
     PositionSide,
@@ -72,7 +75,9 @@ from engine.orders.manager import (
     SubmitAlgoOrder,
     SubmitOrder,
 )
+from engine.orders.persist import bracket_from_dict, bracket_to_dict, trade_from_dict, trade_to_dict
 from engine.orders.trades import TradeBook
+from engine.state.reconcile import Correction, RunningDiff, StartupPlan
 from engine.strategies.base import SafeStrategy, Strategy
 
 log = logging.getLogger("engine")
@@ -204,6 +209,9 @@ class Engine:
         self.funding_total = ZERO
         self._signal_reasons: dict[str, str] = {}
         self._seen_fills: set[tuple[str, int]] = set()
+        self._plans_sent: dict = {}
+        self.external_keys: set[tuple[str, PositionSide]] = set()
+        """Positions opened outside perpdeck and left alone (shown, never traded against)."""
         self._want_candles = False
         self._journal_candles = bool(journal is not None and getattr(journal, "record_candles", False))
         self._candle_taps = self._journal_candles
@@ -518,15 +526,20 @@ class Engine:
         fill = ev.fill
         if fill is None:
             return
+        self._apply_fill(fill, ev.orig_type)
+
+    def _apply_fill(self, fill: Fill, orig_type: OrderType, purpose: OrderPurpose | None = None) -> bool:
+        """Record one execution once (journal, trade book, bus); False if it was seen before."""
         fid = (fill.symbol, fill.trade_id)
         if fid in self._seen_fills:
             self.stats.duplicate_fills += 1
-            return  # the same execution reported twice: count it once
+            return False  # the same execution reported twice: count it once
         self._seen_fills.add(fid)
         self.stats.fills += 1
         if self.journal is not None:
             self.journal.fill(fill)
-        purpose = self.orders.purpose_of(fill.client_order_id, fill.exchange_order_id, ev.orig_type)
+        if purpose is None:
+            purpose = self.orders.purpose_of(fill.client_order_id, fill.exchange_order_id, orig_type)
         key = (fill.symbol, fill.position_side)
         br = self.orders.brackets.get(key)
         meta = {}
@@ -541,6 +554,7 @@ class Engine:
         if br is not None:
             self.trades.set_protection(fill.symbol, fill.position_side, br.stop_price, br.take_profit_price)
         self.bus.publish(OrderFilled(fill))
+        return True
 
     def _on_account_update(self, ev: ExAccountUpdate) -> None:
         self.clock.advance(ev.time_ms)
@@ -743,6 +757,155 @@ class Engine:
             elif isinstance(r, ResumeRequest):
                 self.halt_source = None
                 self.set_state(EngineState.ACTIVE, r.reason)
+
+    # -- restart and reconciliation ---------------------------------------------------------------
+
+    def plan_updates(self) -> list[tuple[tuple[str, PositionSide], dict | None]]:
+        """The management plans that changed since the last call (``None``: the position is
+        closed). The runtime journals them with the fills in the same flush, so what is stored is
+        always one consistent moment: a restart continues from exactly there."""
+        out: list[tuple[tuple[str, PositionSide], dict | None]] = []
+        live: dict = {}
+        for key, br in self.orders.brackets.items():
+            if br.filled_qty <= 0:
+                continue  # nothing filled yet: a restart resolves the entry intent instead
+            t = self.trades.open.get(key)
+            payload = {"bracket": bracket_to_dict(br), "trade": trade_to_dict(t) if t is not None else None,
+                       "entry_reason": self._signal_reasons.get(br.signal_id, "")}
+            live[key] = payload
+            if self._plans_sent.get(key) != payload:
+                out.append((key, payload))
+        for key in self._plans_sent:
+            if key not in live:
+                out.append((key, None))
+        self._plans_sent = live
+        return out
+
+    def restore(self, sp: StartupPlan, *, unprotected: str = "protect", external: str = "ignore", restart: int = 1,
+                recovered_fills: Iterable[tuple[Fill, OrderPurpose]] = ()) -> list[Correction]:
+        """Continue after a restart: restore stored plans and their open trades, put our
+        plan-less positions under protection, treat outside positions per ``external``, apply the
+        fills that happened while we were down, cancel orphans. Returns the corrections (each is
+        journaled as a ``reconcile.<kind>`` event)."""
+        notes = list(sp.corrections)
+        om = self.orders
+        protect = unprotected == "protect"
+        for key, payload, _p in sp.restore:
+            if payload.get("trade"):
+                self.trades.restore(trade_from_dict(payload["trade"]))
+        for key, payload in sp.dropped_plans:
+            if payload.get("trade"):
+                self.trades.restore(trade_from_dict(payload["trade"]))
+        for key, payload, p in sp.restore:
+            br = bracket_from_dict(payload["bracket"])
+            if payload.get("entry_reason"):
+                self._signal_reasons[br.signal_id] = payload["entry_reason"]
+            for n in om.restore_bracket(br, p.amount, sp.resting, restart=restart, protect=protect):
+                notes.append(Correction("plan_note", key[0], f"{key[0]} {key[1].value}: {n}"))
+            if not protect and not om.is_protected(key) and br.stop_client_id is None:
+                br.closing = True
+                om.close_position(key, OrderPurpose.EMERGENCY_CLOSE, p.amount)
+                notes.append(Correction("unprotected_closed", key[0],
+                                        f"{key[0]} {key[1].value}: no resting stop; closing (reconcile.unprotected = close)"))
+        for key, p, it in sp.adopt_ours:
+            tp = it.get("take_profit_pct")
+            om.adopt_position(key, p.amount, p.entry_price, signal_id=it["signal_id"], strategy=it.get("strategy", ""),
+                              stop_pct=Decimal(str(it.get("stop_pct", self.params.stop_loss_pct))),
+                              take_profit_pct=Decimal(str(tp)) if tp is not None else None,
+                              opened_ms=p.update_time_ms or self.clock.now_ms(), resting=sp.resting, protect=protect)
+            if not protect and not om.is_protected(key):
+                om.brackets[key].closing = True
+                om.close_position(key, OrderPurpose.EMERGENCY_CLOSE, p.amount)
+        for key, p in sp.external:
+            if external == "adopt":
+                sid = f"ext-{key[0]}-{key[1].value}-{p.update_time_ms}"
+                om.adopt_position(key, p.amount, p.entry_price, signal_id=sid, strategy="external",
+                                  stop_pct=self.params.stop_loss_pct, take_profit_pct=self.params.take_profit_pct,
+                                  opened_ms=p.update_time_ms or self.clock.now_ms(), resting=sp.resting)
+                notes.append(Correction("external_adopted", key[0],
+                                        f"{key[0]} {key[1].value}: outside position adopted under a protective stop"))
+            else:
+                self.external_keys.add(key)
+        for fill, purpose in recovered_fills:
+            if self._apply_fill(fill, fill.order_type, purpose):
+                notes.append(Correction("fill_recovered", fill.symbol,
+                                        f"{fill.symbol}: fill {fill.trade_id} ({purpose.value}) recovered from the exchange",
+                                        {"trade_id": fill.trade_id, "client_order_id": fill.client_order_id}))
+        for key, _payload in sp.dropped_plans:
+            if key in self.trades.open and key not in self.positions:
+                notes.append(Correction("trade_unclosed", key[0],
+                                        f"{key[0]} {key[1].value}: flat on the exchange but the closing fills were not "
+                                        "found; the trade stays open in the journal"))
+        for sym, caid in sp.cancel_algos:
+            om.outbox.append(CancelAlgoOrder(sym, caid))
+        for sym, coid in sp.cancel_orders:
+            om.outbox.append(CancelOrder(sym, coid))
+        self._revalue()
+        self._record_corrections(notes)
+        return notes
+
+    def apply_running_diff(self, diff: RunningDiff, positions: Iterable[Position], *, external: str = "ignore") -> None:
+        """Apply a timer reconciliation (see :func:`engine.state.reconcile.diff_running`)."""
+        by_key = {(p.symbol, p.position_side): p for p in positions}
+        om = self.orders
+        notes = list(diff.corrections)
+        for key, _mine, theirs in diff.amounts:
+            if theirs == 0:
+                self.positions.pop(key, None)
+            else:
+                self.positions[key] = by_key[key]
+            om.on_position(key, theirs)
+        for key, caid in diff.stops_lost:
+            om.stop_lost(key, "not resting on the exchange (reconciliation)")
+        for key, p in diff.new_external:
+            if external == "adopt":
+                sid = f"ext-{key[0]}-{key[1].value}-{p.update_time_ms}"
+                om.adopt_position(key, p.amount, p.entry_price, signal_id=sid, strategy="external",
+                                  stop_pct=self.params.stop_loss_pct, take_profit_pct=self.params.take_profit_pct,
+                                  opened_ms=p.update_time_ms or self.clock.now_ms())
+                notes.append(Correction("external_adopted", key[0],
+                                        f"{key[0]} {key[1].value}: outside position adopted under a protective stop"))
+            else:
+                self.external_keys.add(key)
+                notes.append(Correction("external_position", key[0],
+                                        f"{key[0]} {key[1].value}: position {p.amount} was not opened by perpdeck",
+                                        {"position_side": key[1].value, "amount": str(p.amount)}))
+        for sym, caid in diff.cancel_algos:
+            om.outbox.append(CancelAlgoOrder(sym, caid))
+        if diff.amounts:
+            self._revalue()
+        self._record_corrections(notes)
+        self._after_orders()
+
+    def restore_fills(self, fills: Iterable[tuple[Fill, OrderPurpose]]) -> int:
+        """Apply fills the streams never delivered (found by reconciliation). Returns how many were new."""
+        notes = []
+        for fill, purpose in fills:
+            if self._apply_fill(fill, fill.order_type, purpose):
+                notes.append(Correction("fill_recovered", fill.symbol,
+                                        f"{fill.symbol}: fill {fill.trade_id} ({purpose.value}) missed by the stream; "
+                                        "recovered from the exchange",
+                                        {"trade_id": fill.trade_id, "client_order_id": fill.client_order_id}))
+        self._record_corrections(notes)
+        return len(notes)
+
+    def believed_stops(self) -> dict[tuple[str, PositionSide], str]:
+        """Per managed position, the stop the engine believes acknowledged and resting."""
+        out = {}
+        for key, br in self.orders.brackets.items():
+            caid = br.stop_client_id
+            st = self.orders.algos.get(caid) if caid else None
+            if st is not None and st.status is AlgoStatus.NEW and not br.closing:
+                out[key] = caid
+        return out
+
+    def _record_corrections(self, notes: Iterable[Correction]) -> None:
+        now = self.clock.now_ms()
+        for c in notes:
+            self._log("WARNING" if c.kind not in ("plan_restored", "plan_note", "fill_recovered") else "INFO",
+                      f"reconcile: {c.message}")
+            if self.journal is not None:
+                self.journal.event(now, f"reconcile.{c.kind}", c.message, {"symbol": c.symbol, **c.data})
 
     # -- misc -----------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from typing import Any
 from engine.backtest import SimRun
 from engine.core import Engine, execute_async
 from engine.model import Candle, MarkPrice
+from engine.restart import account_key, reconcile_at_startup
 from engine.runtime import RunPaths, RuntimeBase
 
 log = logging.getLogger("engine.live")
@@ -59,6 +60,11 @@ class LiveRuntime(RuntimeBase):
         self._idle.set()
         self.candles_received = 0
         self.stream_events: list[tuple[str, str]] = []
+        self.account: str | None = None  # set when plans and intents are kept (a restart can continue)
+        self.reconcile_settings = None  # [reconcile] settings; None = no timer reconciliation
+        self._intents_sent: set[str] = set()
+        self._activity = 0  # user events + executed commands: a reconciliation spanning one is retried
+        self.reconciliations = 0
 
     # -- adapter callbacks (called on the event loop by the adapter's stream tasks) ----------------
 
@@ -77,6 +83,7 @@ class LiveRuntime(RuntimeBase):
             self._kick()
 
     def on_user_event(self, fact: object) -> None:
+        self._activity += 1
         self.engine.on_exchange_event(fact)
         self._kick()
 
@@ -124,7 +131,14 @@ class LiveRuntime(RuntimeBase):
         q = self._queues[symbol]
         try:
             while q:
-                await execute_async(self.engine, self.adapter, q.popleft())
+                cmd = q.popleft()
+                self._activity += 1
+                if self.account is not None and not await self._record_intent(cmd):
+                    continue
+                await execute_async(self.engine, self.adapter, cmd)
+                self._activity += 1
+                if self.account is not None:
+                    await self._intent_outcome(cmd)
                 self._kick()  # an outcome may call for more commands (e.g. the stop after a fill)
         finally:
             del self._workers[symbol]
@@ -132,6 +146,114 @@ class LiveRuntime(RuntimeBase):
                 self._queues.pop(symbol, None)
             if not self._workers:
                 self._idle.set()
+
+    # -- intents: stored before they are sent ------------------------------------------------------
+
+    async def _record_intent(self, cmd) -> bool:
+        """Store an order request before it goes out. False: an earlier process already sent an
+        entry with this client id — it is not sent again (a restart resolves it by asking)."""
+        from engine.exchange.errors import ExchangeError
+        from engine.orders.ids import role_of
+        from engine.orders.manager import SubmitAlgoOrder, SubmitOrder
+        from engine.restart import intent_payload
+
+        if isinstance(cmd, SubmitOrder):
+            cid, kind = cmd.req.client_order_id, "order"
+        elif isinstance(cmd, SubmitAlgoOrder):
+            cid, kind = cmd.req.client_algo_id, "algo"
+        else:
+            return True
+        if cid in self._intents_sent:
+            return True  # a retry of this run's own request (same id: it cannot execute twice)
+        self._intents_sent.add(cid)
+        role = role_of(cid) or "external"
+        try:
+            new = await self.store.record_intent(self.account, self.run_.run_id, cid, symbol=cmd.req.symbol,
+                                                 kind=kind, role=role, payload=intent_payload(self.engine, cmd.req, kind),
+                                                 time_ms=self.engine.clock.now_ms())
+        except Exception:  # noqa: BLE001 - the database is down: an entry waits, protection never does
+            log.exception("could not store intent %s before sending it", cid)
+            if role == "entry":
+                self.engine.on_command_failed(cmd, ExchangeError(0, "not sent: the intent could not be stored"))
+                return False
+            return True
+        if not new and role == "entry":
+            log.warning("entry %s was already sent by an earlier run; not sending it again", cid)
+            self.engine.on_command_failed(cmd, ExchangeError(-4015, "entry already sent by an earlier run "
+                                                                    "(resolved at restart, never resent)"))
+            return False
+        return True
+
+    async def _intent_outcome(self, cmd) -> None:
+        from engine.model import AlgoStatus, OrderStatus
+        from engine.orders.manager import SubmitAlgoOrder, SubmitOrder
+
+        if isinstance(cmd, SubmitOrder):
+            st = self.engine.orders.orders.get(cmd.req.client_order_id)
+            cid, rejected = cmd.req.client_order_id, st is not None and st.status is OrderStatus.REJECTED
+        elif isinstance(cmd, SubmitAlgoOrder):
+            st = self.engine.orders.algos.get(cmd.req.client_algo_id)
+            cid, rejected = cmd.req.client_algo_id, st is not None and st.status is AlgoStatus.REJECTED
+        else:
+            return
+        if st is None or st.status in (OrderStatus.PENDING_NEW, AlgoStatus.PENDING_NEW):
+            return  # a retry is queued: the outcome comes later
+        try:
+            await self.store.set_intent_state(self.account, cid, "rejected" if rejected else "acked",
+                                              self.engine.clock.now_ms())
+        except Exception:  # noqa: BLE001 - a restart resolves a pending intent by asking the exchange
+            log.exception("could not record the outcome of intent %s", cid)
+
+    # -- timer reconciliation ---------------------------------------------------------------------
+
+    async def _reconciler(self) -> None:
+        from engine.exchange.errors import ExchangeError
+
+        interval = float(self.reconcile_settings.interval_s)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reconcile_once()
+            except ExchangeError as exc:
+                log.warning("reconciliation skipped: %s", exc)
+            except Exception:  # noqa: BLE001 - reconciliation must never kill the engine
+                log.exception("reconciliation failed")
+
+    async def reconcile_once(self, attempts: int = 3) -> bool:
+        """Compare the engine with the exchange and correct it. A round during which events arrived
+        or commands ran is retried (its snapshot may be older than what the engine knows)."""
+        from engine.model import PositionMode
+        from engine.restart import fetch_missing_fills
+        from engine.state.reconcile import diff_running
+
+        eng = self.engine
+        rs = self.reconcile_settings
+        for _ in range(attempts):
+            before = self._activity
+            positions = [p for p in await self.adapter.positions() if p.amount != 0]
+            algos = await self.adapter.open_algo_orders()
+            if self._activity != before or self._workers:
+                await asyncio.sleep(0.05)
+                continue
+            inflight = [c for _s, c, is_algo in eng.orders.inflight(eng.clock.now_ms()) if is_algo]
+            diff = diff_running(engine_amounts={k: p.amount for k, p in eng.positions.items() if p.amount},
+                                believed_stops=eng.believed_stops(), managed=list(eng.orders.brackets),
+                                known_external=eng.external_keys, positions=positions, open_algos=algos,
+                                inflight_algos=inflight, hedge=eng.params.position_mode is PositionMode.HEDGE)
+            eng.apply_running_diff(diff, positions, external=rs.external_positions)
+            since = self._fill_watermark_ms
+            if since is not None:
+                symbols = set(self.adapter.symbols) | {p.symbol for p in positions}
+                fills = await fetch_missing_fills(self.adapter, symbols, since, eng._seen_fills)
+                if fills:
+                    eng.restore_fills(fills)
+            self._fill_watermark_ms = max(self._fill_watermark_ms or 0, eng.clock.now_ms() - 5 * 60_000)
+            self.reconciliations += 1
+            self._kick()
+            return True
+        return False
+
+    _fill_watermark_ms: int | None = None
 
     async def _apply_operator_commands(self) -> None:
         await self._apply_commands()
@@ -228,12 +350,18 @@ class LiveRuntime(RuntimeBase):
             log.warning("stopped by the operator; positions stay open with their stops resting on the exchange")
 
     async def _main(self) -> None:
+        rec = None
+        if self.reconcile_settings is not None and self.account is not None and self.control is None:
+            rec = asyncio.create_task(self._reconciler(), name="reconciler")
         try:
             if self.control is not None:
                 await self._lockstep()
             else:
                 await self._live()
         finally:
+            if rec is not None:
+                rec.cancel()
+                await asyncio.gather(rec, return_exceptions=True)
             workers = list(self._workers.values())
             if workers:
                 await asyncio.gather(*workers, return_exceptions=True)
@@ -310,9 +438,17 @@ async def run_live_session(
                                         position_mode=settings.position_mode)
         for n in notes:
             log.info("%s", n)
-        engine = build_engine(settings, rules, run_id=run_id, journal=journal, strict=strict)
-        engine.bootstrap(await adapter.account(), await adapter.positions())
-        await cancel_stale_entries(adapter, ttl_ms=int(settings.execution.order_ttl_s) * 1000)
+        # A self-contained sim run (its exchange lives and dies with it) keeps no plans; every other
+        # session trades an account a later process may pick up, under stable client ids.
+        account = None if sim_parts is not None else account_key(endpoints, credentials)
+        engine = build_engine(settings, rules, run_id=run_id, journal=journal, strict=strict, namespace=account)
+        positions = await adapter.positions()
+        engine.bootstrap(await adapter.account(), positions)
+        # exchange time: the server's clock live; a replay's clock is its data's (positions carry it)
+        engine.clock.advance(max((p.update_time_ms for p in positions), default=0) if replay or sim_parts
+                             else adapter.rest.server_now_ms())
+        if account is None:
+            await cancel_stale_entries(adapter, ttl_ms=int(settings.execution.order_ttl_s) * 1000)
         if sim_parts is not None:
             sim, server, candles, files = sim_parts
             starting = engine.starting_wallet
@@ -330,11 +466,21 @@ async def run_live_session(
         try:
             await store.start_run(run_id, candles[0].open_time_ms if candles else engine.clock.now_ms(),
                                   settings.mode, settings.active_strategy, json.dumps(settings.redacted_dict()))
+            if account is not None:
+                await store.set_run_account(run_id, account)
+                notes = await reconcile_at_startup(engine, adapter, store, account=account, run_id=run_id,
+                                                   settings=settings, positions=positions)
+                log.info("startup reconciliation: %d correction(s)", len(notes))
             rt = LiveRuntime(run, adapter, store, paths, control=control,
                              heartbeat_interval_s=float(settings.heartbeat_interval_s),
                              replay_finished=(lambda: server.replay_finished) if server is not None
                              else ((lambda: False) if replay else None))
             holder["rt"] = rt
+            if account is not None:
+                rt.account = account
+                rt.reconcile_settings = settings.reconcile
+                rt._fill_watermark_ms = engine.clock.now_ms() - 5 * 60_000 if engine.clock.now_ms() else None
+                rt._kick()  # protection decided at startup goes out before anything else
             async with ConsoleServices(rt, paths.state_dir, control=ctl_socket):
                 if on_runtime is not None:
                     on_runtime(rt)

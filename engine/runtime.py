@@ -141,7 +141,20 @@ class RuntimeBase:
             await asyncio.sleep(self.flush_interval_s)
             await self._flush()
 
+    account: str | None = None
+    """The exchange account whose plans this runtime keeps in the database (None: not kept —
+    a self-contained sim run that no restart can continue)."""
+
+    def _journal_plans(self) -> None:
+        journal = self.run_.journal
+        if self.account is None or journal is None:
+            return
+        eng = self.run_.engine
+        for key, payload in eng.plan_updates():
+            journal.plan(self.account, key[0], key[1], payload, eng.clock.now_ms())
+
     async def _flush(self) -> None:
+        self._journal_plans()  # the plans of this moment go in the same transaction as its fills
         journal = self.run_.journal
         if journal is None or self.store is None or not journal.pending():
             return

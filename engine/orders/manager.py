@@ -1163,6 +1163,190 @@ class OrderManager:
                 if br.entry_price > 0:
                     self._protect(br, br.entry_price)
 
+    # -- restart and reconciliation ------------------------------------------------------------
+
+    _ROLE_PURPOSE = {
+        "stop_loss": OrderPurpose.STOP_LOSS,
+        "take_profit": OrderPurpose.TAKE_PROFIT,
+        "take_profit_1": OrderPurpose.TAKE_PROFIT_1,
+        "trailing_stop": OrderPurpose.TRAILING_STOP,
+    }
+
+    def register_resting_algo(self, row: dict, purpose: OrderPurpose | None = None,
+                              signal_id: str | None = None) -> str:
+        """Take one of our conditional orders found resting on the exchange (a
+        ``GET /fapi/v1/openAlgoOrders`` row) under management, as acknowledged (NEW)."""
+        caid = str(row["clientAlgoId"])
+        if caid in self.algos:
+            return caid
+        qty = Decimal(str(row.get("quantity") or "0"))
+        cb = str(row.get("callbackRate") or "")
+        req = AlgoOrderRequest(
+            client_algo_id=caid,
+            symbol=str(row["symbol"]),
+            side=Side(row["side"]),
+            type=OrderType(row["orderType"]),
+            trigger_price=Decimal(str(row.get("triggerPrice") or row.get("activatePrice") or "0")),
+            purpose=purpose or self._ROLE_PURPOSE.get(role_of(caid) or "", OrderPurpose.STOP_LOSS),
+            position_side=PositionSide(row.get("positionSide") or "BOTH"),
+            close_position=bool(row.get("closePosition", False)),
+            quantity=qty if qty > 0 else None,
+            reduce_only=bool(row.get("reduceOnly", False)),
+            working_type=WorkingType(row.get("workingType") or "MARK_PRICE"),
+            signal_id=signal_id,
+            callback_rate=Decimal(cb) if cb else None,
+        )
+        now = int(row.get("updateTime") or row.get("createTime") or self.clock.now_ms())
+        st = _AlgoState(req=req, status=AlgoStatus.NEW, created_ms=int(row.get("createTime") or now),
+                        updated_ms=now, algo_id=int(row["algoId"]) if row.get("algoId") is not None else None)
+        self.algos[caid] = st
+        return caid
+
+    def restore_bracket(self, br: Bracket, amount: Decimal, resting: dict[str, dict], *, restart: int,
+                        protect: bool = True) -> list[str]:
+        """Continue the plan of a position that outlived the process that made it.
+
+        ``amount`` is the position the exchange reports now; ``resting`` our conditional orders it
+        reports open (by client algo id). The plan's orders still resting are taken over; a missing
+        stop is replaced at once (``protect``; else the caller closes the position); missing
+        take-profits are re-placed under new ids (``restart`` makes them unique); an entry that was
+        still working is over (its rest is not sent again). Returns notes of what was corrected."""
+        notes: list[str] = []
+        key = br.key
+        self.brackets[key] = br
+        self._index(br)
+        self.position_amounts[key] = amount
+        br.closing = False
+        br.await_position_until = None
+        br.entry_deadline_ms = None
+        if br.slices:
+            notes.append(f"{len(br.slices)} unsent entry slice(s) dropped")
+            br.slices.clear()
+        br.entry_done = True
+        br.protection_placed = True
+        if abs(amount) < br.filled_qty and br.tp1_client_id is not None and not br.tp1_done:
+            br.tp1_done = True  # the position shrank while we were away: TP1 did its job
+        if br.pending_stop is not None:
+            caid, price, purpose = br.pending_stop
+            br.pending_stop = None
+            if caid in resting:  # the replacement made it: it is the stop now
+                old = br.stop_client_id
+                br.stop_client_id, br.stop_price, br.stop_purpose = caid, price, purpose
+                if old and old in resting:
+                    self.register_resting_algo(resting[old], signal_id=br.signal_id)
+                    self.outbox.append(CancelAlgoOrder(key[0], old))
+                    notes.append(f"old stop {old} cancelled (its replacement was already resting)")
+        for attr, purpose in (("stop_client_id", br.stop_purpose), ("take_profit_client_id", OrderPurpose.TAKE_PROFIT),
+                              ("tp1_client_id", OrderPurpose.TAKE_PROFIT_1),
+                              ("trail_client_id", OrderPurpose.TRAILING_STOP)):
+            caid = getattr(br, attr)
+            if caid and caid in resting:
+                self.register_resting_algo(resting[caid], purpose, br.signal_id)
+        if br.stop_client_id is None or br.stop_client_id not in resting:
+            notes.append("no resting stop" + (": placing one now" if protect else ""))
+            if br.stop_client_id is not None:
+                br.stop_attempt += 1
+                br.stop_client_id = None
+            if protect:
+                self._protect(br, br.entry_price)
+        if br.targets_placed:
+            self._replace_missing_targets(br, amount, resting, restart, notes)
+        elif protect and br.stop_client_id is not None:
+            br.targets_placed = True
+            self._place_targets(br, br.entry_price)
+        if br.be_deadline_ms is not None and not br.be_reached:
+            self._due(br.be_deadline_ms)
+        return notes
+
+    def _replace_missing_targets(self, br: Bracket, amount: Decimal, resting: dict[str, dict], restart: int,
+                                 notes: list[str]) -> None:
+        rules = self.rules[br.key[0]]
+        exit_side = br.direction.exit_side
+        remaining = abs(amount)
+        if br.take_profit_client_id and br.take_profit_client_id not in resting and br.take_profit_price:
+            br.take_profit_client_id = client_id(self.namespace, br.signal_id, "take_profit", restart)
+            self._submit_algo(self._protective(br, OrderType.TAKE_PROFIT_MARKET, exit_side, br.take_profit_price,
+                                               OrderPurpose.TAKE_PROFIT, br.take_profit_client_id))
+            notes.append("take-profit re-placed")
+        if br.tp1_client_id and not br.tp1_done and br.tp1_client_id not in resting and br.tp1_price:
+            q1 = rules.round_qty(min(br.tp1_qty or remaining, remaining), market=True)
+            if self._sendable(rules, q1, br.tp1_price) and q1 < remaining:
+                br.tp1_client_id = client_id(self.namespace, br.signal_id, "take_profit_1", restart)
+                self._submit_algo(AlgoOrderRequest(
+                    client_algo_id=br.tp1_client_id, symbol=br.key[0], side=exit_side,
+                    type=OrderType.TAKE_PROFIT_MARKET, trigger_price=br.tp1_price, purpose=OrderPurpose.TAKE_PROFIT_1,
+                    position_side=br.key[1], close_position=False, quantity=q1,
+                    reduce_only=br.key[1] is PositionSide.BOTH, working_type=self.working_type,
+                    signal_id=br.signal_id))
+                notes.append("TP1 re-placed")
+        if br.trail_client_id and br.trail_client_id not in resting and self.exits.trailing == "exchange":
+            f = self.exits.trailing_activation_pct / HUNDRED
+            raw = br.entry_price * (1 + f) if br.long else br.entry_price * (1 - f)
+            act = rules.round_price_up(raw) if br.long else rules.round_price_down(raw)
+            br.trail_client_id = client_id(self.namespace, br.signal_id, "trailing_stop", restart)
+            self._submit_algo(AlgoOrderRequest(
+                client_algo_id=br.trail_client_id, symbol=br.key[0], side=exit_side,
+                type=OrderType.TRAILING_STOP_MARKET, trigger_price=act, purpose=OrderPurpose.TRAILING_STOP,
+                position_side=br.key[1], close_position=False, quantity=remaining,
+                reduce_only=br.key[1] is PositionSide.BOTH, working_type=self.working_type,
+                signal_id=br.signal_id, callback_rate=self.exits.trailing_callback_pct))
+            notes.append("trailing stop re-placed")
+
+    def adopt_position(self, key: PositionKey, amount: Decimal, entry_price: Decimal, *, signal_id: str,
+                       strategy: str, stop_pct: Decimal, take_profit_pct: Decimal | None, opened_ms: int,
+                       resting: dict[str, dict] | None = None, protect: bool = True) -> Bracket:
+        """Put a position with no stored plan under management: one of ours whose plan was never
+        written (the process died between the entry fill and the stop), or one opened outside
+        perpdeck that the configuration says to adopt. A stop at ``stop_pct`` from the entry price
+        and the take-profits are placed (unless one of our stops for it is already resting)."""
+        direction = Direction.LONG if amount > 0 else Direction.SHORT
+        br = Bracket(key=key, direction=direction, signal_id=signal_id, strategy=strategy,
+                     entry_client_id=client_id(self.namespace, signal_id, "entry"), stop_pct=stop_pct,
+                     take_profit_pct=take_profit_pct, entry_done=True, entry_price=entry_price,
+                     filled_qty=abs(amount), opened_ms=opened_ms)
+        self.brackets[key] = br
+        self._index(br)
+        self.position_amounts[key] = amount
+        resting = resting or {}
+        stop = next((c for c, r in resting.items() if role_of(c) == "stop_loss"
+                     and (r.get("positionSide") or "BOTH") == key[1].value and r.get("symbol") == key[0]), None)
+        if stop is not None:
+            self.register_resting_algo(resting[stop], signal_id=signal_id)
+            br.stop_client_id = stop
+            br.stop_price = Decimal(str(resting[stop].get("triggerPrice") or "0")) or None
+            br.protection_placed = True
+        if protect:
+            br.stop_attempt = 1 if stop is None else 0  # never reuse an id an earlier run may have used
+            self._protect(br, entry_price)
+        return br
+
+    def stop_lost(self, key: PositionKey, reason: str) -> bool:
+        """Reconciliation found no resting stop for a position we believed protected: forget the
+        dead one and protect again at once. Returns False when there was nothing to do."""
+        br = self.brackets.get(key)
+        if br is None or br.closing or br.stop_client_id is None:
+            return False
+        st = self.algos.get(br.stop_client_id)
+        if st is None or st.status is not AlgoStatus.NEW:
+            return False  # in flight or already known dead: the normal paths handle it
+        self._set_algo_status(st, AlgoStatus.EXPIRED)
+        st.reject_reason = reason
+        st.updated_ms = self.clock.now_ms()
+        self._record_algo(st)
+        br.stop_attempt += 1
+        br.stop_client_id = None
+        if br.entry_price > 0:
+            self._protect(br, br.entry_price)
+        return True
+
+    def inflight(self, older_than_ms: int) -> list[tuple[str, str, bool]]:
+        """(symbol, client id, is_algo) of orders sent but not acknowledged before ``older_than_ms``."""
+        out = [(st.req.symbol, c, False) for c, st in self.orders.items()
+               if st.status is OrderStatus.PENDING_NEW and st.updated_ms <= older_than_ms]
+        out += [(st.req.symbol, c, True) for c, st in self.algos.items()
+                if st.status is AlgoStatus.PENDING_NEW and st.updated_ms <= older_than_ms]
+        return out
+
     # -- views ----------------------------------------------------------------------------------
 
     def open_orders(self) -> list[Order]:

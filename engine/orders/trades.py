@@ -204,6 +204,14 @@ class TradeBook:
         if self._on_update:
             self._on_update(t.to_trade(closed=False))
 
+    def restore(self, t: _Open) -> None:
+        """Take over a trade an earlier process left open (a restart continues it)."""
+        key = (t.symbol, t.position_side)
+        if key in self.open:
+            return
+        self.open[key] = t
+        self.open_by_symbol.setdefault(t.symbol, []).append(t)
+
     def on_funding(self, symbol: str, position_side: PositionSide | None, amount: Decimal) -> bool:
         """Attribute a funding payment; returns False if no open trade could take it."""
         if position_side is not None:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 _LISTS = (
     "orders", "algo_orders", "fills", "positions", "signals", "trades", "candles", "funding",
-    "events",
+    "events", "plans",
 )  # fmt: skip
 
 
@@ -45,12 +45,14 @@ class JournalBatch:
     candles: list[Candle] = field(default_factory=list)
     funding: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
+    plans: list[dict] = field(default_factory=list)
+    """``{account, symbol, position_side, payload_json (None = the position is closed), updated_ms}``."""
 
     def __len__(self) -> int:
         return (
             len(self.orders) + len(self.algo_orders) + len(self.fills) + len(self.positions)
             + len(self.signals) + len(self.trades) + len(self.candles) + len(self.funding)
-            + len(self.events)
+            + len(self.events) + len(self.plans)
         )  # fmt: skip
 
 
@@ -123,6 +125,15 @@ class Journal:
                 "data_json": None if data is None else dumps(data),
             }
         )
+
+    def plan(self, account: str, symbol: str, position_side: str, payload: dict | None, time_ms: int) -> None:
+        """Record the management plan of an open position (``None``: it is closed; forget it)."""
+        if isinstance(position_side, Enum):
+            position_side = position_side.value
+        self._batch.plans.append({
+            "account": account, "symbol": symbol, "position_side": position_side,
+            "payload_json": None if payload is None else dumps(payload), "updated_ms": time_ms,
+        })
 
     # ---------------------------------------------------------------- hand-over
 

@@ -208,9 +208,47 @@ CREATE INDEX events_by_time ON events (run_id, time_ms);
 CREATE INDEX events_by_kind ON events (run_id, kind);
 """
 
+# Version 2: what must outlive a process (restart reconciliation). ``account`` names the exchange
+# account a run traded on (a stable key for testnet/mainnet/an external local exchange; the run id
+# for a self-contained sim run). ``plans`` hold the management plan of each open position (break-even
+# timer, partial take-profit progress, trailing state, the open trade) — one row per position,
+# replaced as it changes, deleted when the position is closed. ``intents`` hold every order request
+# BEFORE it is sent; a restart resolves an unfinished one by asking the exchange, never by resending.
+_V2 = """
+ALTER TABLE runs ADD COLUMN account TEXT;
+CREATE INDEX runs_by_account ON runs (account);
+
+CREATE TABLE plans (
+    account        TEXT NOT NULL,
+    symbol         TEXT NOT NULL,
+    position_side  TEXT NOT NULL,
+    run_id         TEXT NOT NULL,
+    payload_json   TEXT NOT NULL,
+    updated_ms     INTEGER NOT NULL,
+    PRIMARY KEY (account, symbol, position_side)
+);
+
+CREATE TABLE intents (
+    account        TEXT NOT NULL,
+    client_id      TEXT NOT NULL,
+    run_id         TEXT NOT NULL,
+    symbol         TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    role           TEXT NOT NULL,
+    payload_json   TEXT NOT NULL,
+    state          TEXT NOT NULL,
+    created_ms     INTEGER NOT NULL,
+    updated_ms     INTEGER NOT NULL,
+    PRIMARY KEY (account, client_id)
+);
+CREATE INDEX intents_by_state ON intents (account, state);
+CREATE INDEX fills_by_trade ON fills (symbol, trade_id);
+"""
+
 #: Applied in order; ``MIGRATIONS[i]`` upgrades version ``i`` to ``i + 1``. Append only.
 MIGRATIONS: list[Migration] = [
     _V1,
+    _V2,
 ]
 
 #: The version this code writes and understands.

@@ -174,6 +174,16 @@ _SQL_FUNDING = _insert("funding", _FUNDING_COLS, verb="INSERT OR IGNORE")
 _SQL_EVENT = _insert("events", _EVENT_COLS)
 
 
+_SQL_PLAN = _upsert("plans", "account, symbol, position_side, run_id, payload_json, updated_ms",
+                    ("account", "symbol", "position_side"))
+_SQL_PLAN_DELETE = "DELETE FROM plans WHERE account = ? AND symbol = ? AND position_side = ?"
+
+#: Intent states. ``pending``: stored, maybe sent (a crash here leaves it unknown); ``acked``: the
+#: exchange accepted it; ``rejected``: the exchange refused it; ``missing``: a restart found the
+#: exchange never received it (it is NOT resent); ``resolved``: a restart found it on the exchange.
+INTENT_OPEN_STATES = ("pending",)
+
+
 def _order_row(run_id: str, o: Order) -> tuple:
     return (
         run_id, o.client_order_id, o.exchange_order_id, o.symbol, _ev(o.side), _ev(o.type),
@@ -398,6 +408,100 @@ class Store:
             except aiosqlite.IntegrityError as exc:
                 raise StoreError(f"{self.path}: run {run_id!r} already exists") from exc
 
+    async def set_run_account(self, run_id: str, account: str) -> None:
+        """Name the exchange account ``run_id`` trades on (restart reconciliation reads by account)."""
+        async with self._lock:
+            await self._db.execute("UPDATE runs SET account = ? WHERE run_id = ?", (account, run_id))
+
+    async def run_count(self, account: str) -> int:
+        rows = await self._fetch("SELECT COUNT(*) FROM runs WHERE account = ?", (account,))
+        return int(rows[0][0])
+
+    # ---------------------------------------------------------------- what outlives a process
+
+    async def plans(self, account: str) -> list[dict]:
+        """The stored management plans of ``account``'s open positions."""
+        rows = await self._fetch(
+            "SELECT symbol, position_side, run_id, payload_json, updated_ms FROM plans WHERE account = ? "
+            "ORDER BY symbol, position_side", (account,))
+        return [{"symbol": r[0], "position_side": r[1], "run_id": r[2], "payload": json.loads(r[3]),
+                 "updated_ms": r[4]} for r in rows]
+
+    async def record_intent(self, account: str, run_id: str, client_id: str, *, symbol: str, kind: str,
+                            role: str, payload: dict, time_ms: int) -> bool:
+        """Store an order request before it is sent (committed on return). False if this client id
+        was already stored — the caller must then not send it blindly."""
+        async with self._lock:
+            cur = await self._db.execute(
+                "INSERT OR IGNORE INTO intents (account, client_id, run_id, symbol, kind, role, payload_json, "
+                "state, created_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                (account, client_id, run_id, symbol, kind, role, dumps(payload), time_ms, time_ms))
+            return cur.rowcount == 1
+
+    async def set_intent_state(self, account: str, client_id: str, state: str, time_ms: int) -> None:
+        async with self._lock:
+            await self._db.execute(
+                "UPDATE intents SET state = ?, updated_ms = ? WHERE account = ? AND client_id = ?",
+                (state, time_ms, account, client_id))
+
+    async def intents(self, account: str, states: Sequence[str] | None = None) -> list[dict]:
+        sql = ("SELECT client_id, run_id, symbol, kind, role, payload_json, state, created_ms, updated_ms "
+               "FROM intents WHERE account = ?")
+        params: list[Any] = [account]
+        if states:
+            sql += f" AND state IN ({', '.join('?' for _ in states)})"
+            params.extend(states)
+        rows = await self._fetch(sql + " ORDER BY created_ms, rowid", params)
+        keys = ("client_id", "run_id", "symbol", "kind", "role", "payload", "state", "created_ms", "updated_ms")
+        out = []
+        for r in rows:
+            d = dict(zip(keys, r, strict=True))
+            d["payload"] = json.loads(d["payload"])
+            out.append(d)
+        return out
+
+    async def intent_ids(self, account: str, role: str | None = None) -> set[str]:
+        sql, params = "SELECT client_id FROM intents WHERE account = ?", [account]
+        if role is not None:
+            sql += " AND role = ?"
+            params.append(role)
+        return {r[0] for r in await self._fetch(sql, params)}
+
+    async def account_fill_keys(self, account: str, since_ms: int = 0) -> set[tuple[str, int]]:
+        """(symbol, exchange trade id) of every fill recorded by ``account``'s runs since ``since_ms``."""
+        rows = await self._fetch(
+            "SELECT f.symbol, f.trade_id FROM fills f JOIN runs r ON r.run_id = f.run_id "
+            "WHERE r.account = ? AND f.time_ms >= ?", (account, since_ms))
+        return {(r[0], int(r[1])) for r in rows}
+
+    async def last_fill_ms(self, account: str) -> int | None:
+        rows = await self._fetch(
+            "SELECT MAX(f.time_ms) FROM fills f JOIN runs r ON r.run_id = f.run_id WHERE r.account = ?",
+            (account,))
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def take_open_trades(self, account: str, run_id: str) -> list[Trade]:
+        """The trades ``account``'s earlier runs left open, moved to ``run_id`` (which goes on
+        managing them, so each trade stays one row)."""
+        async with self._lock:
+            db = self._db
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = list(await db.execute_fetchall(
+                    f"SELECT {_TRADE_COLS} FROM trades t WHERE t.exit_time_ms IS NULL AND t.run_id IN "
+                    "(SELECT run_id FROM runs WHERE account = ? AND run_id != ?)", (account, run_id)))
+                for r in rows:
+                    await db.execute(
+                        "DELETE FROM trades WHERE run_id = ? AND trade_id = ? AND EXISTS "
+                        "(SELECT 1 FROM trades WHERE run_id = ? AND trade_id = ?)", (run_id, r[1], run_id, r[1]))
+                    await db.execute("UPDATE trades SET run_id = ? WHERE run_id = ? AND trade_id = ?",
+                                     (run_id, r[0], r[1]))
+                await db.execute("COMMIT")
+            except BaseException:
+                await _rollback(db)
+                raise
+        return [_trade_from(r) for r in rows]
+
     async def end_run(self, run_id: str, ended_ms: int, summary_json: str) -> None:
         async with self._lock:
             cur = await self._db.execute(
@@ -447,6 +551,12 @@ class Store:
             (_SQL_FUNDING, [_funding_row(run_id, d) for d in batch.funding]),
             (_SQL_EVENT, [_event_row(run_id, d) for d in batch.events]),
         ]
+        for d in batch.plans:  # in arrival order: the last word on a position wins
+            if d["payload_json"] is None:
+                work.append((_SQL_PLAN_DELETE, [(d["account"], d["symbol"], d["position_side"])]))
+            else:
+                work.append((_SQL_PLAN, [(d["account"], d["symbol"], d["position_side"], run_id,
+                                          d["payload_json"], int(d["updated_ms"]))]))
         run_scoped = len(batch) - len(batch.candles)
         async with self._lock:
             db = self._db

@@ -193,6 +193,19 @@ class BinanceAdapter:
     async def positions(self) -> list[Position]:
         return _parsed(parse_position_risk, await self.rest.position_risk())
 
+    async def user_trades(self, symbol: str, start_ms: int | None = None) -> list[dict]:
+        """``GET /fapi/v1/userTrades`` rows (fills) of ``symbol`` since ``start_ms``."""
+        return list(await self.rest.user_trades(symbol, start_ms) or [])
+
+    async def order_by_id(self, symbol: str, order_id: int) -> dict:
+        return dict(await self.rest.query_order_by_id(symbol, order_id))
+
+    async def query_order(self, symbol: str, client_order_id: str) -> dict:
+        return dict(await self.rest.query_order(symbol, client_order_id))
+
+    async def query_algo_order(self, client_algo_id: str) -> dict:
+        return dict(await self.rest.query_algo_order(client_algo_id))
+
     async def account(self) -> Account:
         return _parsed(parse_account, await self.rest.account(), self.rest.server_now_ms())
 

@@ -271,6 +271,27 @@ def parse_position_risk(rows: list[Mapping[str, Any]]) -> list[Position]:
     return out
 
 
+def parse_user_trade(r: Mapping[str, Any], client_order_id: str, order_type: OrderType) -> Fill:
+    """A ``GET /fapi/v1/userTrades`` row as a Fill (the row names no client id or order type:
+    the caller looks them up by ``orderId``)."""
+    return Fill(
+        symbol=_get(r, "symbol"),
+        trade_id=_i(_get(r, "id"), "id"),
+        exchange_order_id=_i(_get(r, "orderId"), "orderId"),
+        client_order_id=client_order_id,
+        side=_enum(Side, _get(r, "side"), "side"),
+        position_side=_enum(PositionSide, r.get("positionSide", "BOTH"), "positionSide"),
+        price=_d(_get(r, "price"), "price"),
+        quantity=_d(_get(r, "qty"), "qty"),
+        commission=_d(r.get("commission", "0"), "commission"),
+        commission_asset=str(r.get("commissionAsset", "USDT")),
+        realized_pnl=_d(r.get("realizedPnl", "0"), "realizedPnl"),
+        is_maker=bool(r.get("maker", False)),
+        time_ms=_i(_get(r, "time"), "time"),
+        order_type=order_type,
+    )
+
+
 def parse_account(payload: Mapping[str, Any], time_ms: int) -> Account:
     return Account(
         wallet_balance=_d(_get(payload, "totalWalletBalance"), "totalWalletBalance"),

@@ -493,6 +493,9 @@ class BinanceRest:
     async def query_order(self, symbol: str, orig_client_order_id: str) -> Any:
         return await self.call("GET", ORDER_PATH, {"symbol": symbol, "origClientOrderId": orig_client_order_id})
 
+    async def query_order_by_id(self, symbol: str, order_id: int) -> Any:
+        return await self.call("GET", ORDER_PATH, {"symbol": symbol, "orderId": int(order_id)})
+
     async def cancel_order(self, symbol: str, orig_client_order_id: str) -> Any:
         return await self.call("DELETE", ORDER_PATH, {"symbol": symbol, "origClientOrderId": orig_client_order_id})
 

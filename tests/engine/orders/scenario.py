@@ -12,7 +12,7 @@ from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
-from engine.backtest import build_sim_run, run_sync
+from engine.backtest import build_sim_run, run_sync, step
 from engine.config import Settings
 from engine.core import pump
 from engine.data import KlineFile
@@ -65,7 +65,7 @@ def flat(n: int, level: float = 1.0, start: int = 0, wiggle: float = 0.0005, vol
 
 
 def run_scenario(candles: list[Candle], at: dict[int, Direction], *, port_wrapper=None, close_at_end=False,
-                 between=None, **settings_kw):
+                 between=None, swappable=False, **settings_kw):
     """Run ``candles`` with a scripted strategy signalling at the given candle indices.
 
     ``between(run, candle)`` is called after each candle has gone through the exchange and the
@@ -83,7 +83,13 @@ def run_scenario(candles: list[Candle], at: dict[int, Direction], *, port_wrappe
     eng._apply_switch()
     if port_wrapper is not None:
         run.port = port_wrapper(run.port)
-    run_sync(run, candles if between is None else _hooked(run, candles, between), close_at_end=close_at_end)
+    if swappable:  # the hook may replace run.engine (a restart): every step reads it afresh
+        for c in candles:
+            step(run, c)
+            if between is not None:
+                between(run, c)
+    else:
+        run_sync(run, candles if between is None else _hooked(run, candles, between), close_at_end=close_at_end)
     run.journal_batch = journal.take()
     return run
 

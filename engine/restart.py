@@ -1,0 +1,156 @@
+"""Restart and timer reconciliation against a real (or local) exchange: the I/O around the pure
+decisions of :mod:`engine.state.reconcile`.
+
+At startup, before any stream is opened: unfinished intents are resolved by asking the exchange
+(never by resending), the fills made while no process was listening are fetched and recorded
+exactly once, the stored plans are continued, positions without a plan are protected (ours) or
+treated per config (outside ones), and orphaned orders are cancelled. Every correction is a
+``reconcile.<kind>`` event in the journal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any, Iterable
+
+from engine.exchange.binance.parse import parse_user_trade
+from engine.exchange.errors import ExchangeError
+from engine.model import Fill, OrderPurpose, OrderType, Position, PositionMode
+from engine.orders.ids import role_of
+from engine.state.reconcile import Correction, missing_fills, plan_startup
+
+log = logging.getLogger("engine.restart")
+
+ROLE_PURPOSE = {
+    "entry": OrderPurpose.ENTRY,
+    "stop_loss": OrderPurpose.STOP_LOSS,
+    "take_profit": OrderPurpose.TAKE_PROFIT,
+    "take_profit_1": OrderPurpose.TAKE_PROFIT_1,
+    "trailing_stop": OrderPurpose.TRAILING_STOP,
+    "break_even_timeout": OrderPurpose.BREAK_EVEN_TIMEOUT,
+    "break_even_stop": OrderPurpose.BREAK_EVEN_STOP,
+    "emergency_close": OrderPurpose.EMERGENCY_CLOSE,
+    "flatten": OrderPurpose.FLATTEN,
+    "end_of_data": OrderPurpose.END_OF_DATA,
+}
+FILL_LOOKBACK_MS = 60_000
+"""Fills are fetched from a minute before the newest one recorded (clock and ordering slack)."""
+
+
+def account_key(endpoints, credentials) -> str:
+    """A stable name for the exchange account: its endpoint and a fingerprint of the API key
+    (never the key itself). Runs on the same account share plans, intents and client ids."""
+    digest = hashlib.blake2b(f"{endpoints.rest_url}|{credentials.api_key}".encode(), digest_size=8).hexdigest()
+    return f"{endpoints.name}-{digest}"
+
+
+def _plan_purposes(plans: Iterable[dict]) -> dict[str, OrderPurpose]:
+    """Client id -> purpose for every order a stored plan names (a break-even stop keeps its kind)."""
+    out: dict[str, OrderPurpose] = {}
+    for r in plans:
+        b = r["payload"].get("bracket", {})
+        if b.get("stop_client_id"):
+            out[b["stop_client_id"]] = OrderPurpose(b.get("stop_purpose", "stop_loss"))
+        ps = b.get("pending_stop")
+        if ps:
+            out[ps[0]] = OrderPurpose(ps[2])
+        for k, p in (("take_profit_client_id", OrderPurpose.TAKE_PROFIT), ("tp1_client_id", OrderPurpose.TAKE_PROFIT_1),
+                     ("trail_client_id", OrderPurpose.TRAILING_STOP)):
+            if b.get(k):
+                out[b[k]] = p
+        for c in b.get("entry_ids", []):
+            out[c] = OrderPurpose.ENTRY
+    return out
+
+
+async def fetch_missing_fills(adapter, symbols: Iterable[str], since_ms: int, recorded: set[tuple[str, int]],
+                              known: dict[str, OrderPurpose] | None = None) -> list[tuple[Fill, OrderPurpose]]:
+    """Fills on the exchange since ``since_ms`` that are not in ``recorded``, oldest first, each
+    with its order's client id and purpose (looked up by order id: a userTrades row names neither)."""
+    known = known or {}
+    out: list[tuple[Fill, OrderPurpose]] = []
+    orders: dict[tuple[str, int], tuple[str, OrderType]] = {}
+    for sym in sorted(set(symbols)):
+        rows = await adapter.user_trades(sym, since_ms)
+        for row in missing_fills(rows, recorded):
+            oid = int(row["orderId"])
+            if (sym, oid) not in orders:
+                try:
+                    o = await adapter.order_by_id(sym, oid)
+                    otype = o.get("origType") or o.get("type") or "MARKET"
+                    orders[(sym, oid)] = (str(o.get("clientOrderId", "")), OrderType(otype))
+                except (ExchangeError, ValueError) as exc:
+                    log.warning("fill %s of order %s on %s: order lookup failed (%s)", row.get("id"), oid, sym, exc)
+                    orders[(sym, oid)] = ("", OrderType.MARKET)
+            coid, otype = orders[(sym, oid)]
+            purpose = known.get(coid) or ROLE_PURPOSE.get(role_of(coid) or "", OrderPurpose.EXTERNAL)
+            out.append((parse_user_trade(row, coid, otype), purpose))
+    out.sort(key=lambda fp: (fp[0].time_ms, fp[0].symbol, fp[0].trade_id))
+    return out
+
+
+async def resolve_intents(adapter, store, account: str, now_ms: int) -> list[Correction]:
+    """Intents stored but never answered (the process died while sending): ask the exchange by
+    client id. Found: ``resolved`` (its fills and position are reconciled like any other); not
+    found: ``missing`` — it never arrived, and it is NOT sent again."""
+    notes: list[Correction] = []
+    for it in await store.intents(account, ("pending",)):
+        cid, sym = it["client_id"], it["symbol"]
+        try:
+            if it["kind"] == "algo":
+                await adapter.query_algo_order(cid)
+            else:
+                await adapter.query_order(sym, cid)
+            state = "resolved"
+        except ExchangeError as exc:
+            if exc.code not in (-2013, -2011, -2026):  # a transient error: leave it for the next start
+                log.warning("intent %s: could not ask the exchange (%s); left pending", cid, exc)
+                continue
+            state = "missing"
+        await store.set_intent_state(account, cid, state, now_ms)
+        what = "reached the exchange" if state == "resolved" else "never reached the exchange; not resent"
+        notes.append(Correction(f"intent_{state}", sym, f"{sym}: {it['role']} {cid} {what}", {"client_id": cid}))
+    return notes
+
+
+async def reconcile_at_startup(engine, adapter, store, *, account: str, run_id: str, settings,
+                               positions: list[Position]) -> list[Correction]:
+    """Bring a starting engine (already bootstrapped with ``positions``) to the exchange's truth."""
+    now = adapter.rest.server_now_ms()
+    notes = await resolve_intents(adapter, store, account, now)
+    plans = await store.plans(account)
+    intents = await store.intents(account)
+    entry_intents = [i for i in intents if i["role"] == "entry"]
+    open_orders = await adapter.open_orders()
+    open_algos = await adapter.open_algo_orders()
+    sp = plan_startup(positions=positions, open_orders=open_orders, open_algos=open_algos, plans=plans,
+                      entry_intents=entry_intents, hedge=engine.params.position_mode is PositionMode.HEDGE)
+    sp.corrections[:0] = notes
+    await store.take_open_trades(account, run_id)
+    last = await store.last_fill_ms(account)
+    starts = [i["created_ms"] for i in intents]
+    since = (last - FILL_LOOKBACK_MS) if last is not None else (min(starts) - FILL_LOOKBACK_MS if starts else None)
+    recovered: list[tuple[Fill, OrderPurpose]] = []
+    if since is not None:
+        recorded = await store.account_fill_keys(account, since)
+        engine._seen_fills |= recorded  # a late duplicate of an old fill is recognised
+        symbols = set(settings.symbols) | {p.symbol for p in positions} | {r["symbol"] for r in plans}
+        recovered = await fetch_missing_fills(adapter, symbols, since, recorded, _plan_purposes(plans))
+    restart = await store.run_count(account)
+    return engine.restore(sp, unprotected=settings.reconcile.unprotected, external=settings.reconcile.external_positions,
+                          restart=max(1, restart), recovered_fills=recovered)
+
+
+def intent_payload(engine, req: Any, kind: str) -> dict:
+    """What a restart needs to know about an order request sent before it died."""
+    d: dict[str, Any] = {"position_side": req.position_side.value, "side": req.side.value, "type": req.type.value,
+                         "signal_id": req.signal_id, "purpose": req.purpose.value}
+    if kind == "order":
+        d["quantity"] = str(req.quantity)
+    br = engine.orders.brackets.get((req.symbol, req.position_side))
+    if br is not None:
+        d.update(strategy=br.strategy, stop_pct=str(br.stop_pct),
+                 take_profit_pct=str(br.take_profit_pct) if br.take_profit_pct is not None else None,
+                 direction=br.direction.value)
+    return d
