@@ -65,6 +65,7 @@ class LiveRuntime(RuntimeBase):
         self._intents_sent: set[str] = set()
         self._activity = 0  # user events + executed commands: a reconciliation spanning one is retried
         self.reconciliations = 0
+        self._down_since: dict[str, int | None] = {}
 
     # -- adapter callbacks (called on the event loop by the adapter's stream tasks) ----------------
 
@@ -109,6 +110,51 @@ class LiveRuntime(RuntimeBase):
         self.engine.on_tick(now)
         if self.engine.has_commands():
             self._kick()
+
+    # -- health: no new entries on a deaf engine -----------------------------------------------------
+
+    HEALTH_HALT = "stream_health"
+    _unhealthy_since_ms: int | None = None
+
+    def health_problem(self, now_wall_ms: int) -> str | None:
+        """Why new entries must wait, or None. A stream down (or, live, the market stream silent)
+        for ``stream_silence_s``, or a heartbeat that could not be written, is a problem."""
+        if self.reconcile_settings is None:
+            return None
+        limit_ms = float(self.reconcile_settings.stream_silence_s) * 1000
+        st = self.streams_status()
+        problems = []
+        for name in ("market", "user"):
+            h = st.get(name)
+            if not isinstance(h, dict):
+                continue
+            since = self._down_since.setdefault(name, None)
+            if h.get("state") != "connected":
+                if since is None:
+                    self._down_since[name] = since = now_wall_ms
+                if now_wall_ms - since >= limit_ms:
+                    problems.append(f"{name} stream {h.get('state')} for {(now_wall_ms - since) / 1000:.0f}s")
+            else:
+                self._down_since[name] = None
+                last = int(h.get("last_message_ms") or 0)
+                if name == "market" and not self.has_replay and last and now_wall_ms - last >= limit_ms:
+                    problems.append(f"market stream silent for {(now_wall_ms - last) / 1000:.0f}s")
+        if self.heartbeat_failed_since_ms is not None and \
+                now_wall_ms - self.heartbeat_failed_since_ms >= 3 * self.heartbeat_interval_s * 1000:
+            problems.append("heartbeat stale (cannot be written)")
+        return "; ".join(problems) or None
+
+    def _check_health(self) -> None:
+        from engine.guard.base import EngineState
+
+        eng = self.engine
+        problem = self.health_problem(self.wall.now_ms())
+        if problem is not None and eng.state is EngineState.ACTIVE:
+            eng.halt_source = self.HEALTH_HALT
+            eng.set_state(EngineState.HALTED, f"no new entries: {problem}")
+        elif problem is None and eng.halt_source == self.HEALTH_HALT and eng.state is EngineState.HALTED:
+            eng.halt_source = None
+            eng.set_state(EngineState.ACTIVE, "streams healthy again")
 
     # -- executing the engine's commands ------------------------------------------------------------
 
@@ -331,6 +377,7 @@ class LiveRuntime(RuntimeBase):
             except asyncio.TimeoutError:
                 pass
             self._tick()
+            self._check_health()
             if self.replay_finished():
                 self.finished = True
                 break

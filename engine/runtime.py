@@ -141,6 +141,8 @@ class RuntimeBase:
             await asyncio.sleep(self.flush_interval_s)
             await self._flush()
 
+    flush_errors_in_row = 0
+    last_flush_wall_ms: int | None = None
     account: str | None = None
     """The exchange account whose plans this runtime keeps in the database (None: not kept —
     a self-contained sim run that no restart can continue)."""
@@ -160,8 +162,11 @@ class RuntimeBase:
             return
         try:
             await journal.flush(self.store)
+            self.flush_errors_in_row = 0
+            self.last_flush_wall_ms = self.wall.now_ms()
         except Exception:
             self.flush_errors += 1
+            self.flush_errors_in_row += 1
             log.exception("journal flush failed (records kept in memory, will retry)")
 
     async def _heartbeats(self) -> None:
@@ -187,15 +192,32 @@ class RuntimeBase:
             "open_orders": len(eng.orders.open_orders()),
             "open_algo_orders": len(eng.orders.open_algo_orders()),
             "journal_pending": self.run_.journal.pending() if self.run_.journal else 0,
-            "db": {"path": str(self.paths.db_path), "flush_errors": self.flush_errors},
+            "db": {"path": str(self.paths.db_path), "flush_errors": self.flush_errors,
+                   "last_flush_wall_ms": self.last_flush_wall_ms,
+                   "healthy": self.flush_errors_in_row == 0},
             "streams": self.streams_status(),
+            "guard": {
+                "state": eng.state.value,
+                "halt_reason": eng.halt_reason,
+                "halt_source": eng.halt_source,
+                "entries_today": eng.entries_today,
+                "positions_opened_today": eng.positions_opened_today,
+                "consecutive_losses": eng.monitor.consecutive_losses,
+                "disabled_strategies": sorted(eng.monitor.disabled_strategies),
+                "external_positions": sorted(f"{k[0]} {k[1].value}" for k in eng.external_keys),
+            },
             "finished": self.finished,
         }
+
+    heartbeat_failed_since_ms: int | None = None
 
     def write_heartbeat(self) -> None:
         try:
             write_heartbeat(self.paths.heartbeat, self.heartbeat_doc())
+            self.heartbeat_failed_since_ms = None
         except OSError:
+            if self.heartbeat_failed_since_ms is None:
+                self.heartbeat_failed_since_ms = self.wall.now_ms()
             log.exception("could not write heartbeat %s", self.paths.heartbeat)
 
     def summary_extra(self) -> dict[str, Any]:
