@@ -91,4 +91,12 @@ class SafeStrategy:
 
 
 def _load_builtins() -> None:
-    from engine.strategies import ema_trend  # noqa: F401  (registers itself)
+    from engine.strategies import (  # noqa: F401  (each registers itself)
+        adx_trend,
+        bollinger_reversion,
+        confluence,
+        donchian_breakout,
+        ema_trend,
+        ensemble,
+        regime_switch,
+    )
