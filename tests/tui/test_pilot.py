@@ -16,12 +16,12 @@ from tui.screens.flatten_result import FlattenResultScreen
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
 from tui.screens.strategy_picker import StrategyPickerScreen
-from tui.widgets.header import HeaderField
+from tui.widgets.header import HeaderBar
 from tui.widgets.log import LogView
 
 
 def header_text(app, field: str) -> str:
-    return app.main_screen.query_one(f"#{field}", HeaderField).value
+    return app.main_screen.query_one(HeaderBar).field(field).value
 
 
 async def test_h_submits_halt_and_header_shows_halted():

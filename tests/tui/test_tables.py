@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from textual.app import App, ComposeResult
+from textual.geometry import Region
 
 from engine.facade import LogLine
 from tui.widgets.log import new_lines
@@ -16,6 +17,15 @@ class Two(DeckTable):
 class TableApp(App[None]):
     def compose(self) -> ComposeResult:
         yield Two(id="t")
+
+
+class PaneApp(App[None]):
+    """A table whose height is its own (as in every console pane), with an empty text."""
+
+    CSS = "Two { height: 8; }"
+
+    def compose(self) -> ComposeResult:
+        yield Two(empty="nothing listed", id="t")
 
 
 def rows(*pairs: tuple[str, str]):
@@ -85,6 +95,61 @@ async def test_cursor_keys_move_the_highlighted_row_within_bounds():
         assert table.cursor_row == 0
         table.sync(rows(("a", "1")))
         assert table.cursor_row == 0
+
+
+async def test_rows_coming_and_going_never_lay_out_the_screen():
+    app = PaneApp()
+    async with app.run_test(size=(40, 12)) as pilot:
+        table = app.query_one(Two)
+        table.sync(rows(("x", "1")))
+        await pilot.pause()
+        layouts: list[object] = []
+        refresh_layout = app.screen._refresh_layout
+        app.screen._refresh_layout = lambda *a, **kw: (layouts.append(a), refresh_layout(*a, **kw))[1]
+
+        table.sync(rows(("x", "1"), ("y", "2"), ("z", "3")))
+        await pilot.pause()
+        assert texts(table) == [" A  B", " x  1", " y  2", " z  3"]
+        assert table.virtual_size.height == 4
+        table.sync(rows(("z", "3")))
+        await pilot.pause()
+        assert texts(table) == [" A  B", " z  3"]
+
+        assert layouts == []
+        assert table.region.height == 8
+
+
+async def test_an_empty_table_shows_its_empty_text_instead_of_the_header():
+    app = PaneApp()
+    async with app.run_test(size=(40, 12)) as pilot:
+        table = app.query_one(Two)
+        table.sync([])
+        await pilot.pause()
+        assert table.render_line(0).text.rstrip() == " nothing listed"
+        assert table.render_line(1).text.strip() == ""
+        table.sync(rows(("x", "1")))
+        await pilot.pause()
+        assert texts(table) == [" A  B", " x  1"]
+        table.sync([])
+        await pilot.pause()
+        assert table.render_line(0).text.rstrip() == " nothing listed"
+
+
+async def test_a_changed_cell_repaints_only_its_row():
+    app = PaneApp()
+    async with app.run_test(size=(40, 12)) as pilot:
+        table = app.query_one(Two)
+        table.sync(rows(("x", "1"), ("y", "2"), ("z", "3")))
+        await pilot.pause()
+        repainted: list[tuple[Region, ...]] = []
+        refresh = table.refresh
+        table.refresh = lambda *regions, **kw: (repainted.append(regions), refresh(*regions, **kw))[1]
+
+        table.sync(rows(("x", "1"), ("y", "5"), ("z", "3")))
+
+        assert [[r.y for r in regions] for regions in repainted] == [[2]]  # line 2: row y (under the header)
+        await pilot.pause()
+        assert texts(table) == [" A  B", " x  1", " y  5", " z  3"]
 
 
 def line(i: int) -> LogLine:

@@ -51,7 +51,10 @@ class SignalsTable(DeckTable):
 
     def show(self, snap: EngineSnapshot, compact: bool) -> int:
         """Show the snapshot's newest signals; returns how many are listed."""
-        rows = signal_rows(snap.signals)[-self.MAX_ROWS:]
+        rows = signal_rows(snap.signals[-self.MAX_ROWS:])
         if self.sync(rows, compact=compact) and not self.has_focus:
-            self.call_after_refresh(self.scroll_end, animate=False, immediate=True, x_axis=False)
+            if self.size:  # the table's height is its own: the new end is known now, scroll in this repaint
+                self.scroll_end(animate=False, immediate=True, x_axis=False)
+            else:
+                self.call_after_refresh(self.scroll_end, animate=False, immediate=True, x_axis=False)
         return len(rows)

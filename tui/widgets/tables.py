@@ -3,9 +3,12 @@
 A pane describes its rows as plain :class:`Cell` values and hands them to :meth:`DeckTable.sync`.
 The table is a line-API scroll view: each row is turned into one cached :class:`Strip` when it
 changes, and a repaint only crops cached strips, so a busy engine's refresh costs the console
-very little. Column widths only grow while the same columns are shown, so the table's virtual
-size (and with it the screen's layout) changes only when rows are added or removed. Colours come
-from component classes styled in ``app.tcss``; rows are read-only, with a row cursor when focused.
+very little. When the same rows stay listed, only the lines of rows that changed are repainted.
+The panes give their tables a height of their own (``app.tcss``), never one taken from the rows,
+so rows coming and going only scroll the table: the screen is not laid out again (only a
+scrollbar appearing or going away needs that). With no rows, the table shows its empty text.
+Colours come from component classes styled in ``app.tcss``; rows are read-only, with a row
+cursor when focused.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from textual.geometry import Region, Size, Spacing
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import Static
 
 TONES = ("gain", "loss", "muted", "long", "short", "accepted", "denied", "warn")
 """Cell tones; each is the component class ``deck--<tone>``."""
@@ -62,7 +64,7 @@ Row = tuple[str, dict[str, Cell]]
 class DeckTable(ScrollView, can_focus=True):
     """A read-only, row-cursor table whose contents follow :meth:`sync`."""
 
-    COMPONENT_CLASSES = {"deck--header", "deck--cursor", *(f"deck--{tone}" for tone in TONES)}
+    COMPONENT_CLASSES = {"deck--header", "deck--cursor", "deck--empty", *(f"deck--{tone}" for tone in TONES)}
     BINDINGS = [
         Binding("up", "cursor(-1)", "Up", show=False),
         Binding("down", "cursor(1)", "Down", show=False),
@@ -74,14 +76,17 @@ class DeckTable(ScrollView, can_focus=True):
     COLUMNS: tuple[Col, ...] = ()
     """Every column; each layout shows those flagged for it."""
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, *, empty: str = "", id: str | None = None) -> None:
         super().__init__(id=id)
+        self.empty_text = empty
+        """Shown instead of the header while there are no rows."""
         self._shown: tuple[Col, ...] = ()
         self._widths: list[int] = []
         self._keys: list[str] = []
         self._cells: dict[str, tuple[Cell, ...]] = {}
         self._strips: dict[str, Strip] = {}
         self._header: Strip | None = None
+        self._empty: Strip | None = None
         self.cursor_row = 0
         """Index of the highlighted row (shown while the table has focus)."""
 
@@ -114,11 +119,12 @@ class DeckTable(ScrollView, can_focus=True):
     def sync(self, rows: Sequence[Row], *, compact: bool = False) -> bool:
         """Show ``rows`` (in order); returns True when rows were added at the end.
 
-        Only rows whose cells changed are rendered again; the screen's layout is touched only
-        when the number of rows or a column's width changes.
+        Only rows whose cells changed are rendered again, and while the same rows are listed
+        only their lines are repainted.
         """
         columns = self.columns_for(compact)
-        if columns != self._shown:
+        new_columns = columns != self._shown
+        if new_columns:
             self._shown = columns
             self._widths = [cell_len(c.label) for c in columns]
             self._cells, self._strips, self._header = {}, {}, None
@@ -130,25 +136,47 @@ class DeckTable(ScrollView, can_focus=True):
 
         widths = self._widths
         grew = False
-        for key, cells in new_cells.items():
+        changed_rows: list[int] = []
+        for index, (key, cells) in enumerate(new_cells.items()):
             if self._cells.get(key) == cells:
                 continue
+            changed_rows.append(index)
             self._strips.pop(key, None)
             for i, cell in enumerate(cells):
                 if (n := cell_len(cell.text)) > widths[i]:
                     widths[i], grew = n, True
         if grew:
             self._strips, self._header = {}, None
-        changed = grew or new_keys != old_keys or any(self._cells.get(k) != c for k, c in new_cells.items())
+        same_keys = new_keys == old_keys
         self._cells, self._keys = new_cells, new_keys
-        if new_keys != old_keys and self.cursor_row >= len(new_keys):
+        if not same_keys and self.cursor_row >= len(new_keys):
             self.cursor_row = max(0, len(new_keys) - 1)
-        size = Size(self._total_width(), len(new_keys) + 1)
-        if size != self.virtual_size:
-            self.virtual_size = size
-        if changed:
+        self._set_virtual_size(self._content_size())
+        if new_columns or grew or not same_keys:
             self.refresh()
+        else:  # the same rows: repaint only the lines of those that changed
+            for index in changed_rows:
+                self.refresh_line(index + 1)
         return appended
+
+    def _content_size(self) -> Size:
+        if not self._keys and self.empty_text:
+            return Size(cell_len(self.empty_text) + 2 * CELL_PADDING, 1)
+        return Size(self._total_width(), len(self._keys) + 1)
+
+    def _set_virtual_size(self, size: Size) -> None:
+        """Set the scrollable size; a layout pass only when the table's height follows its rows."""
+        if size == self.virtual_size:
+            return
+        height = self.styles.height
+        if height is None or height.is_auto or not self.is_mounted:
+            self.virtual_size = size  # reactive with layout=True: the screen is laid out again
+            return
+        # The region the table is given does not depend on its rows: update the scroll state
+        # (scrollbars, clamped offsets) and repaint, without laying out the whole screen again.
+        self.set_reactive(DeckTable.virtual_size, size)
+        self._scroll_update(size)
+        self.refresh()
 
     def _total_width(self) -> int:
         return sum(w + 2 * CELL_PADDING for w in self._widths)
@@ -157,7 +185,7 @@ class DeckTable(ScrollView, can_focus=True):
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
-        self._strips, self._header = {}, None
+        self._strips, self._header, self._empty = {}, None, None
 
     def _line(self, cells: Sequence[tuple[str, bool, Style]], base: Style) -> Strip:
         pad = " " * CELL_PADDING
@@ -184,6 +212,15 @@ class DeckTable(ScrollView, can_focus=True):
         scroll_x, scroll_y = self.scroll_offset
         width = self.scrollable_content_region.width
         base = self.rich_style
+        if not self._keys and self.empty_text:
+            if y == scroll_y == 0:
+                if self._empty is None:
+                    # Not partial: $text-muted has alpha, only blended with a background it is grey.
+                    style = self.get_component_rich_style("deck--empty")
+                    pad = Segment(" " * CELL_PADDING, base)
+                    self._empty = Strip([pad, Segment(self.empty_text, base + style), pad])
+                return self._empty.crop_extend(scroll_x, scroll_x + width, base)
+            return Strip.blank(width, base)
         if y == 0:
             if self._header is None:
                 style = self.get_component_rich_style("deck--header", partial=True)
@@ -226,7 +263,7 @@ class DeckTable(ScrollView, can_focus=True):
 
 
 class Pane(Vertical):
-    """A titled box around one table (or log), with an empty-state line."""
+    """A titled box around one table (or log); the table shows the pane's empty text."""
 
     def __init__(self, title: str, body: Widget, *, empty: str = "", id: str | None = None) -> None:
         super().__init__(id=id, classes="pane")
@@ -235,16 +272,16 @@ class Pane(Vertical):
         self.body = body
         """The table or log inside."""
         self.empty_text = empty
-        """Shown instead of the body when there is nothing to list."""
+        """Shown instead of the body's rows when there is nothing to list."""
+        if empty and isinstance(body, DeckTable):
+            body.empty_text = empty
         self.border_title = title
 
     def compose(self) -> ComposeResult:
         yield self.body
-        if self.empty_text:
-            yield Static(self.empty_text, classes="empty", markup=False)
 
     def show_count(self, count: int | None, note: str = "") -> None:
-        """Put the row count (and a note) in the title; an empty pane shows its empty text."""
+        """Put the row count (and a note) in the title."""
         parts = [self.title]
         if count is not None:
             parts.append(str(count))
@@ -253,5 +290,3 @@ class Pane(Vertical):
         title = " · ".join(parts)
         if self.border_title != title:
             self.border_title = title
-        if self.empty_text:
-            self.set_class(count == 0, "-empty")

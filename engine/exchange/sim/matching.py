@@ -549,6 +549,9 @@ class SimExchange:
         self._next_trade_id = 100_000_000
         self._liq_seq = 0
         self._ver = 0  # bumped whenever wallet, positions, orders or algo orders change (caches)
+        # fault hook (``LocalExchange.faults.split_next_fill``): the next ``split_fills`` fills
+        # (liquidations excepted) are booked as two fills of about half the quantity each
+        self.split_fills = 0
 
     # -- introspection ----------------------------------------------------------------------
 
@@ -1616,6 +1619,8 @@ class SimExchange:
     def _fill(self, st: _Sym, o: _Order, qty: Decimal, price: Decimal, *, maker: bool,
               liquidation: bool = False) -> None:
         """Book one fill of ``o``: position, wallet, order state, trade row and events."""
+        if self.split_fills and not liquidation and self._fill_in_two(st, o, qty, price, maker):
+            return
         pos = st.positions[o.ps]
         old_abs = abs(pos.amt)
         old_iw = pos.iw
@@ -1666,6 +1671,20 @@ class SimExchange:
         if o.status == FILLED and o.algo is not None:
             self._finish_algo(o.algo, o)
         st.touch()
+
+    def _fill_in_two(self, st: _Sym, o: _Order, qty: Decimal, price: Decimal, maker: bool) -> bool:
+        """Fault hook: book ``qty`` as two fills (PARTIALLY_FILLED, then the rest); False when
+        ``qty`` is too small to split on the lot step."""
+        part = st.rules.round_qty(qty / 2, market=False)
+        if part <= 0 or part >= qty:
+            return False
+        left, self.split_fills = self.split_fills - 1, 0  # the two halves are not split again
+        try:
+            self._fill(st, o, part, price, maker=maker)
+            self._fill(st, o, qty - part, price, maker=maker)
+        finally:
+            self.split_fills = left
+        return True
 
     def _expire_stale_reducers(self, st: _Sym, pos: _Pos) -> None:
         for oid in sorted(st.orders):

@@ -24,8 +24,15 @@ WebSocket (``ws_url``)
     GET_PROPERTY (§7.2). Market streams ``<sym>@kline_1m``, ``<sym>@markPrice``,
     ``<sym>@markPrice@1s`` on ``/market`` only. User data on ``/private/ws/<listenKey>``,
     ``/private/ws?listenKey=&events=A/B``, ``/private/stream?listenKey=…`` or SUBSCRIBE
-    ``[<listenKey>]``. ``/sim`` is the sim-only control socket (``ADVANCE``, ``STATUS``; see
-    :class:`SimControl`).
+    ``[<listenKey>]``. ``/sim`` is the sim-only control socket (``ADVANCE``, ``STATUS``, ``FAULT``;
+    see :class:`SimControl`).
+
+Fault injection
+    ``LocalExchange.faults`` (:class:`Faults`), or ``FAULT`` on ``/sim`` from another process: REST
+    failures, stalls, unknown-status 503s, 429/418, clock skew, dropped streams, listenKey expiry,
+    duplicated / delayed / reordered user-data events and fills split in two. All off by default.
+    ``LocalExchange.add_user_event_tap`` sees every user-data event as produced;
+    :class:`ProtectionMonitor` uses it to time positions without a resting stop.
 
 Replay
     ``speed == 0`` (lockstep): each ``ADVANCE`` feeds exactly one candle (merged-by-time order) to
@@ -80,6 +87,7 @@ from engine.exchange.sim.server.control import SimControl, SimControlError
 from engine.exchange.sim.server.faults import MSG_UNKNOWN_STATUS, Faults
 from engine.exchange.sim.server.limits import RateLimits
 from engine.exchange.sim.server.local import LocalExchange
+from engine.exchange.sim.server.monitor import ProtectionMonitor, Unprotected
 from engine.exchange.sim.server.standalone import add_arguments, load_replay, run_standalone, serve_forever_cli
 
 __all__ = [
@@ -89,9 +97,11 @@ __all__ = [
     "Faults",
     "LocalExchange",
     "MSG_UNKNOWN_STATUS",
+    "ProtectionMonitor",
     "RateLimits",
     "SimControl",
     "SimControlError",
+    "Unprotected",
     "add_arguments",
     "load_replay",
     "run_standalone",

@@ -1,4 +1,5 @@
-"""Client for the sim-only control socket ``<ws_url>/sim`` (lockstep replay driver)."""
+"""Client for the sim-only control socket ``<ws_url>/sim`` (lockstep replay driver, fault injection
+into a server running in another process)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ class SimControlError(RuntimeError):
 
 
 class SimControl:
-    """``await SimControl.connect(ex.ws_url)``; then ``advance()`` / ``status()``; ``close()``."""
+    """``await SimControl.connect(ex.ws_url)``; then ``advance()`` / ``status()`` / ``fault()``; ``close()``."""
 
     def __init__(self, ws: ClientConnection) -> None:
         self._ws = ws
@@ -34,11 +35,14 @@ class SimControl:
         ws = await connect(url, max_size=None, ping_interval=None)
         return cls(ws)
 
-    async def _call(self, method: str) -> dict:
+    async def _call(self, method: str, params: Any = None) -> dict:
         async with self._lock:
             self._id += 1
             rid = self._id
-            await self._ws.send(json.dumps({"method": method, "id": rid}))
+            msg: dict[str, Any] = {"method": method, "id": rid}
+            if params is not None:
+                msg["params"] = params
+            await self._ws.send(json.dumps(msg))
             while True:
                 reply: Any = json.loads(await self._ws.recv())
                 if isinstance(reply, dict) and reply.get("id") == rid:
@@ -60,6 +64,16 @@ class SimControl:
     async def status(self) -> dict:
         """``{"userEventSeq", "replayTimeMs", "remaining", "finished"}``."""
         return await self._call("STATUS")
+
+    async def fault(self, name: str, **args: Any) -> dict:
+        """Arm a fault on the server: ``name`` is a :class:`Faults` method (``fail_next``,
+        ``unknown_next``, ``reject_next``, ``rate_limit_next``, ``stall_next``,
+        ``stall_response_next``, ``ban_for``, ``clear``, ``drop_streams``, ``expire_listen_key``,
+        ``split_next_fill``, ``duplicate_user_events``, ``delay_user_events``,
+        ``reorder_user_events``) called with ``args`` as keywords, or ``"set"`` with
+        ``delay_rest_s`` / ``clock_skew_ms``. Answers ``{"value", "pending", "fired"}``; a bad name
+        or argument raises :class:`SimControlError` (code 2)."""
+        return await self._call("FAULT", {"name": name, "args": args})
 
     async def close(self) -> None:
         await self._ws.close()

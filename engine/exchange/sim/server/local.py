@@ -14,7 +14,7 @@ import secrets
 import string
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from engine.clock import WallClock
 from engine.exchange.sim.matching import SimApiError, SimExchange
 from engine.exchange.sim.server.auth import DEFAULT_API_KEY, DEFAULT_API_SECRET, ApiKey, KeyStore
-from engine.exchange.sim.server.faults import Faults
+from engine.exchange.sim.server.faults import Faults, _EventFault
 from engine.exchange.sim.server.http import HttpRequest, HttpResponse, HttpServer
 from engine.exchange.sim.server.limits import RateLimiter, RateLimits
 from engine.exchange.sim.server.replay import MarketTape, kline_event, mark_price_event
@@ -83,11 +83,16 @@ class LocalExchange:
         self._active_key: str | None = None
         self._advance_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
+        self._timers: set[asyncio.TimerHandle] = set()  # delayed / held user-data events
+        self._delayed_events = 0  # events waiting in those timers
+        self._user_taps: list[Callable[[list[dict]], None]] = []
         self._started = False
         # user-data events emitted on the account's stream (an active listenKey existed), delivered
         # to a socket or not; user_event_total also counts those emitted while no key existed
         self.user_event_seq = 0
         self.user_event_total = 0
+        #: REST requests being handled right now (a stalled one included): harnesses wait for 0
+        self.rest_in_flight = 0
         self.rest_url = ""
         self.ws_url = ""
 
@@ -113,6 +118,10 @@ class LocalExchange:
         if not self._started:
             return
         self._started = False
+        for h in self._timers:
+            h.cancel()
+        self._timers.clear()
+        self._delayed_events = 0
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -159,6 +168,22 @@ class LocalExchange:
 
     def add_key(self, key: ApiKey) -> None:
         self.keys.add(key)
+
+    @property
+    def held_user_events(self) -> int:
+        """User-data events a fault is still holding back (delayed, duplicate copies, reordering)."""
+        return self._delayed_events + sum(len(f.held) for f in self.faults._events)
+
+    def add_user_event_tap(self, tap: Callable[[list[dict]], None]) -> None:
+        """Call ``tap(events)`` with every batch of user-data events the sim produces, in order, as
+        they are produced (after each REST request and each replayed candle), whether or not a
+        listenKey exists and before any user-data fault acts on them. For test harnesses: a tap
+        must be quick and must not raise (an exception is logged and the tap is kept)."""
+        self._user_taps.append(tap)
+
+    def remove_user_event_tap(self, tap: Callable[[list[dict]], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._user_taps.remove(tap)
 
     # -- replay ----------------------------------------------------------------------------------
 
@@ -227,12 +252,70 @@ class LocalExchange:
         if not events:
             return []
         self.user_event_total += len(events)
+        for tap in self._user_taps:
+            try:
+                tap(events)
+            except Exception:  # noqa: BLE001 - a harness bug must not break the exchange
+                log.exception("user-event tap %r failed", tap)
         key = self._active_key
         if key is None or not self.listen_key_active(key):
             return []  # no user-data stream exists: the events are on no stream and not counted
         self.user_event_seq += len(events)
         touched: list[WsClient] = []
+        faults = self.faults
         for ev in events:
+            if faults._events:
+                touched += self._faulty_user_event(key, ev)
+            else:
+                touched += self._hub.publish_user(key, ev)
+        return touched
+
+    # user-data faults: duplicate / delay / reorder (see Faults)
+
+    def _faulty_user_event(self, key: str, ev: dict) -> list[WsClient]:
+        f = self.faults._event_fault(ev, key)
+        if f is None:
+            return self._hub.publish_user(key, ev)
+        if f.kind == "duplicate":
+            touched = self._hub.publish_user(key, ev)
+            if f.seconds > 0:
+                self._later(f.seconds, self._release_held, [(key, ev)], events=1)
+            else:
+                touched += self._hub.publish_user(key, ev)
+            return touched
+        if f.kind == "delay":
+            self._later(f.seconds, self._release_held, [(key, ev)], events=1)
+            return []
+        # reorder: released reversed once complete, or by the hold timer
+        if len(f.held) >= f.n:
+            held, f.held = f.held, []
+            return self._release_held(held[::-1])
+        if len(f.held) == 1:
+            self._later(f.seconds, self._reorder_timeout, f)
+        return []
+
+    def _later(self, delay_s: float, fn: Callable[..., Any], arg: Any, events: int = 0) -> None:
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle | None = None
+        self._delayed_events += events
+
+        def fire() -> None:
+            self._timers.discard(handle)  # type: ignore[arg-type]
+            self._delayed_events -= events
+            fn(arg)
+
+        handle = loop.call_later(max(0.0, delay_s), fire)
+        self._timers.add(handle)
+
+    def _reorder_timeout(self, f: _EventFault) -> None:
+        if self.faults._drop_reorder(f) and f.held:
+            held, f.held = f.held, []
+            self._release_held(held[::-1])
+
+    def _release_held(self, items: list[tuple[str, dict]]) -> list[WsClient]:
+        """Deliver held user-data events, in the given order, to their listenKey's sockets."""
+        touched: list[WsClient] = []
+        for key, ev in items:
             touched += self._hub.publish_user(key, ev)
         return touched
 
@@ -310,10 +393,29 @@ class LocalExchange:
     # -- transports ------------------------------------------------------------------------------
 
     async def _handle_http(self, req: HttpRequest) -> HttpResponse:
-        return await self._rest.handle(req)
+        self.rest_in_flight += 1
+        try:
+            return await self._rest.handle(req)
+        finally:
+            self.rest_in_flight -= 1
+
+    def _control_fault(self, params: Any, rid: Any) -> dict:
+        """``FAULT`` on ``/sim``: ``params = {"name": <Faults method or "set">, "args": {...}}``."""
+        if not isinstance(params, dict) or not isinstance(params.get("name"), str):
+            return {"error": {"code": 2, "msg": "Invalid request: FAULT params must be "
+                                                '{"name": <fault>, "args": {...}}'}, "id": rid}
+        args = params.get("args") or {}
+        if not isinstance(args, dict):
+            return {"error": {"code": 2, "msg": "Invalid request: FAULT args must be an object"}, "id": rid}
+        try:
+            value = self.faults.apply(params["name"], args)
+        except (ValueError, TypeError) as e:
+            return {"error": {"code": 2, "msg": f"Invalid request: {e}"}, "id": rid}
+        return {"result": {"value": value, "pending": self.faults.pending,
+                           "fired": self.faults.fired_counts}, "id": rid}
 
     async def _serve_control(self, ws: ServerConnection) -> None:
-        """The ``/sim`` control socket: ``ADVANCE`` and ``STATUS`` requests, one reply each."""
+        """The ``/sim`` control socket: ``ADVANCE``, ``STATUS`` and ``FAULT`` requests, one reply each."""
         try:
             async for message in ws:
                 try:
@@ -332,9 +434,11 @@ class LocalExchange:
                         reply = {"result": await self.advance(), "id": rid}
                 elif method == "STATUS":
                     reply = {"result": self._status(), "id": rid}
+                elif method == "FAULT":
+                    reply = self._control_fault(req.get("params"), rid)
                 else:
                     reply = {"error": {"code": 2, "msg": f"Invalid request: unknown method {method!r}; "
-                                                         "expected ADVANCE or STATUS"}, "id": rid}
+                                                         "expected ADVANCE, STATUS or FAULT"}, "id": rid}
                 await ws.send(dumps(reply))
         except ConnectionClosed:
             pass

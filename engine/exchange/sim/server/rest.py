@@ -1,9 +1,10 @@
 """REST side: the endpoint table (§4, §5) and the request pipeline.
 
 Pipeline per request: IP ban / 429 back-off gate (418) → route (404/405) → request weight (429)
-→ gateway faults (``fail_next``, ``rate_limit_next``) → ``delay_rest_s`` → API key (-2014/-2015,
-401) → ``timestamp``/``recvWindow`` (-1021) → signature (-1022) → order count (429 -1015) →
-engine faults (``reject_next``, ``unknown_next``) → the sim → user-data events pushed → answer.
+→ gateway faults (``fail_next``, ``rate_limit_next``, ``stall_next``) → ``delay_rest_s`` → API key
+(-2014/-2015, 401) → ``timestamp``/``recvWindow`` (-1021) → signature (-1022) → order count (429
+-1015) → engine faults (``reject_next``, ``unknown_next``, ``stall_response_next``) → the sim →
+user-data events pushed → answer.
 """
 
 from __future__ import annotations
@@ -236,10 +237,13 @@ class RestApi:
         if v.status:
             return self._verdict(v, weight_header())
 
-        fault = ex.faults.take(("fail", "ratelimit"), path)
+        fault = ex.faults.take(("fail", "ratelimit", "stall"), path)
         if fault is not None:
             if fault.kind == "ratelimit":
                 return self._verdict(lim.too_many(ip, now, fault.retry_after_s), weight_header())
+            if fault.kind == "stall":  # lost on the way in: hang, then drop the connection
+                await asyncio.sleep(fault.hold_s)
+                return HttpResponse(-1, b"")
             if fault.status == 0:
                 return HttpResponse(-1, b"")
             return HttpResponse(fault.status, fault.body, weight_header(), fault.content_type)
@@ -265,7 +269,7 @@ class RestApi:
             if v.status:
                 return self._verdict(v, weight_header() + order_headers)
 
-        fault = ex.faults.take(("reject", "unknown"), path)
+        fault = ex.faults.take(("reject", "unknown", "stall_response"), path)
         if fault is not None and fault.kind == "reject":
             return self._json(fault.status, {"code": fault.code, "msg": fault.msg}, weight_header() + order_headers)
 
@@ -281,7 +285,11 @@ class RestApi:
         finally:
             await ex._publish_user_events()
         headers = weight_header() + order_headers
-        if fault is not None:  # unknown_next: applied, but the client is told "status unknown"
+        if fault is not None and fault.kind == "stall_response":  # applied; the answer is late or lost
+            await asyncio.sleep(fault.hold_s)
+            if not fault.respond:
+                return HttpResponse(-1, b"")
+        elif fault is not None:  # unknown_next: applied, but the client is told "status unknown"
             return HttpResponse(fault.status, fault.body, headers, fault.content_type)
         if error is not None:
             return self._error(error, headers)
