@@ -818,12 +818,7 @@ class Engine:
                 om.close_position(key, OrderPurpose.EMERGENCY_CLOSE, p.amount)
         for key, p in sp.external:
             if external == "adopt":
-                sid = f"ext-{key[0]}-{key[1].value}-{p.update_time_ms}"
-                om.adopt_position(key, p.amount, p.entry_price, signal_id=sid, strategy="external",
-                                  stop_pct=self.params.stop_loss_pct, take_profit_pct=self.params.take_profit_pct,
-                                  opened_ms=p.update_time_ms or self.clock.now_ms(), resting=sp.resting)
-                notes.append(Correction("external_adopted", key[0],
-                                        f"{key[0]} {key[1].value}: outside position adopted under a protective stop"))
+                notes.append(self._adopt_external(key, p, sp.resting))
             else:
                 self.external_keys.add(key)
         for fill, purpose in recovered_fills:
@@ -859,12 +854,7 @@ class Engine:
             om.stop_lost(key, "not resting on the exchange (reconciliation)")
         for key, p in diff.new_external:
             if external == "adopt":
-                sid = f"ext-{key[0]}-{key[1].value}-{p.update_time_ms}"
-                om.adopt_position(key, p.amount, p.entry_price, signal_id=sid, strategy="external",
-                                  stop_pct=self.params.stop_loss_pct, take_profit_pct=self.params.take_profit_pct,
-                                  opened_ms=p.update_time_ms or self.clock.now_ms())
-                notes.append(Correction("external_adopted", key[0],
-                                        f"{key[0]} {key[1].value}: outside position adopted under a protective stop"))
+                notes.append(self._adopt_external(key, p))
             else:
                 self.external_keys.add(key)
                 notes.append(Correction("external_position", key[0],
@@ -888,6 +878,15 @@ class Engine:
                                         {"trade_id": fill.trade_id, "client_order_id": fill.client_order_id}))
         self._record_corrections(notes)
         return len(notes)
+
+    def _adopt_external(self, key, p: Position, resting: dict | None = None) -> Correction:
+        """Put a position opened outside perpdeck under a protective stop (``external_positions = adopt``)."""
+        sid = f"ext-{key[0]}-{key[1].value}-{p.update_time_ms}"
+        self.orders.adopt_position(key, p.amount, p.entry_price, signal_id=sid, strategy="external",
+                                   stop_pct=self.params.stop_loss_pct, take_profit_pct=self.params.take_profit_pct,
+                                   opened_ms=p.update_time_ms or self.clock.now_ms(), resting=resting)
+        return Correction("external_adopted", key[0],
+                          f"{key[0]} {key[1].value}: outside position adopted under a protective stop")
 
     def believed_stops(self) -> dict[tuple[str, PositionSide], str]:
         """Per managed position, the stop the engine believes acknowledged and resting."""
