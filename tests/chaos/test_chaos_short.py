@@ -3,7 +3,10 @@ faults, dropped streams, listenKey expiry), the engine a real subprocess SIGKILL
 moment and right after an entry fill, restarted each time; zero violations of the five invariants
 expected (``bench/chaos_harness.py``; ``bench/chaos.py`` runs many such schedules).
 
-About 35 s of wall time: 40 replay minutes at 120x plus engine starts, settling and checks.
+Expected to fail until restart reconciliation and stream-gap recovery are complete in the engine
+(the failure message lists what was lost and when); it is not weakened to pass.
+
+About 30 s of wall time: 40 replay minutes at 120x plus engine starts, settling and checks.
 Everything it starts (the local exchange, engine processes) is torn down by the harness, also on
 failure; the state directory of a failing run is kept under pytest's ``tmp_path`` and named in
 the failure message together with every violation (seed, moment, what was wrong).
@@ -31,9 +34,9 @@ def config(tmp_path: Path) -> ChaosConfig:
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "issue 6 open: a restart can take longer than the 5 s stop limit on a busy 2-core machine, and "
-    "orders left PENDING_NEW in the database by a killed process are not yet closed by the startup "
-    "reconciliation; remove this marker when both are fixed"))
+    "issue 6 open: after a restart a stop request lost in a REST stall is resent late (-2021, then closed), "
+    "and the startup reconciliation does not close earlier runs' order/algo/position rows (PENDING_NEW "
+    "entries, NEW algos that finished while down); remove this marker when both are fixed"))
 async def test_short_chaos_run_loses_nothing(config: ChaosConfig) -> None:
     result = await run_once(SEED, config)
     report = summary([result], config)

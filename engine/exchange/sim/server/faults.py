@@ -3,8 +3,10 @@ clock skew, dropped WebSocket streams, expired listenKeys, duplicated / delayed 
 user-data events and fills split in two.
 
 One-shot REST faults are queued and consumed in order by the first request they match
-(``path=None`` matches any path). ``fail_next``/``rate_limit_next``/``stall_next`` act before
-authentication (they model the gateway: the request never reaches the matching engine);
+(``path=None`` matches any path; a path matches every HTTP method on it, so a fault on
+``/fapi/v1/algoOrder`` may hit a POST, a GET or a DELETE). ``fail_next``/``rate_limit_next``/
+``stall_next`` act before authentication (they model the gateway: the request never reaches the
+matching engine);
 ``reject_next``/``unknown_next``/``stall_response_next`` act on authenticated requests (they model
 the matching engine: ``unknown_next`` and ``stall_response_next`` apply the request).
 
