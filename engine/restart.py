@@ -18,22 +18,11 @@ from engine.exchange.binance.parse import parse_user_trade
 from engine.exchange.errors import ExchangeError
 from engine.model import Fill, OrderPurpose, OrderType, Position, PositionMode
 from engine.orders.ids import role_of
+from engine.orders.manager import ROLE_PURPOSE
 from engine.state.reconcile import Correction, missing_fills, plan_startup
 
 log = logging.getLogger("engine.restart")
 
-ROLE_PURPOSE = {
-    "entry": OrderPurpose.ENTRY,
-    "stop_loss": OrderPurpose.STOP_LOSS,
-    "take_profit": OrderPurpose.TAKE_PROFIT,
-    "take_profit_1": OrderPurpose.TAKE_PROFIT_1,
-    "trailing_stop": OrderPurpose.TRAILING_STOP,
-    "break_even_timeout": OrderPurpose.BREAK_EVEN_TIMEOUT,
-    "break_even_stop": OrderPurpose.BREAK_EVEN_STOP,
-    "emergency_close": OrderPurpose.EMERGENCY_CLOSE,
-    "flatten": OrderPurpose.FLATTEN,
-    "end_of_data": OrderPurpose.END_OF_DATA,
-}
 FILL_LOOKBACK_MS = 60_000
 """Fills are fetched from a minute before the newest one recorded (clock and ordering slack)."""
 

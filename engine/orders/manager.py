@@ -43,6 +43,20 @@ from engine.orders.status import IllegalTransition, algo_transition, order_trans
 log = logging.getLogger(__name__)
 
 PositionKey = tuple[str, PositionSide]
+
+ROLE_PURPOSE = {
+    "entry": OrderPurpose.ENTRY,
+    "stop_loss": OrderPurpose.STOP_LOSS,
+    "take_profit": OrderPurpose.TAKE_PROFIT,
+    "take_profit_1": OrderPurpose.TAKE_PROFIT_1,
+    "trailing_stop": OrderPurpose.TRAILING_STOP,
+    "break_even_timeout": OrderPurpose.BREAK_EVEN_TIMEOUT,
+    "break_even_stop": OrderPurpose.BREAK_EVEN_STOP,
+    "emergency_close": OrderPurpose.EMERGENCY_CLOSE,
+    "flatten": OrderPurpose.FLATTEN,
+    "end_of_data": OrderPurpose.END_OF_DATA,
+}
+"""The purpose of an order of ours, from the role its client id encodes (``ids.ROLE_CODES``)."""
 HUNDRED = Decimal(100)
 TEN_THOUSAND = Decimal(10_000)
 
@@ -584,29 +598,38 @@ class OrderManager:
                     tp2 = None
             if tp1 is not None:
                 br.tp1_price, br.tp1_qty = tp1, q1
-                br.tp1_client_id = client_id(self.namespace, br.signal_id, "take_profit_1")
-                self._submit_algo(AlgoOrderRequest(
-                    client_algo_id=br.tp1_client_id, symbol=br.key[0], side=exit_side,
-                    type=OrderType.TAKE_PROFIT_MARKET, trigger_price=tp1, purpose=OrderPurpose.TAKE_PROFIT_1,
-                    position_side=br.key[1], close_position=False, quantity=q1,
-                    reduce_only=br.key[1] is PositionSide.BOTH, working_type=self.working_type,
-                    signal_id=br.signal_id))
+                self._send_tp1(br, q1, 0)
             if tp2 is not None:
                 br.take_profit_price = tp2
                 br.take_profit_client_id = client_id(self.namespace, br.signal_id, "take_profit")
                 self._submit_algo(self._protective(br, OrderType.TAKE_PROFIT_MARKET, exit_side, tp2,
                                                    OrderPurpose.TAKE_PROFIT, br.take_profit_client_id))
         if self.exits.trailing == "exchange":
-            f = self.exits.trailing_activation_pct / HUNDRED
-            raw = entry_price * (1 + f) if long else entry_price * (1 - f)
-            act = rules.round_price_up(raw) if long else rules.round_price_down(raw)
-            br.trail_client_id = client_id(self.namespace, br.signal_id, "trailing_stop")
-            self._submit_algo(AlgoOrderRequest(
-                client_algo_id=br.trail_client_id, symbol=br.key[0], side=exit_side,
-                type=OrderType.TRAILING_STOP_MARKET, trigger_price=act, purpose=OrderPurpose.TRAILING_STOP,
-                position_side=br.key[1], close_position=False, quantity=filled,
-                reduce_only=br.key[1] is PositionSide.BOTH, working_type=self.working_type,
-                signal_id=br.signal_id, callback_rate=self.exits.trailing_callback_pct))
+            self._send_trailing(br, entry_price, filled, 0)
+
+    def _send_tp1(self, br: Bracket, qty: Decimal, attempt: int) -> None:
+        """TP1: a reduce-only TAKE_PROFIT_MARKET for part of the position at ``br.tp1_price``."""
+        br.tp1_client_id = client_id(self.namespace, br.signal_id, "take_profit_1", attempt)
+        self._submit_algo(AlgoOrderRequest(
+            client_algo_id=br.tp1_client_id, symbol=br.key[0], side=br.direction.exit_side,
+            type=OrderType.TAKE_PROFIT_MARKET, trigger_price=br.tp1_price, purpose=OrderPurpose.TAKE_PROFIT_1,
+            position_side=br.key[1], close_position=False, quantity=qty,
+            reduce_only=br.key[1] is PositionSide.BOTH, working_type=self.working_type,
+            signal_id=br.signal_id))
+
+    def _send_trailing(self, br: Bracket, entry_price: Decimal, qty: Decimal, attempt: int) -> None:
+        """The exchange trailing stop: activation at ``trailing_activation_pct`` from the entry."""
+        rules = self.rules[br.key[0]]
+        f = self.exits.trailing_activation_pct / HUNDRED
+        raw = entry_price * (1 + f) if br.long else entry_price * (1 - f)
+        act = rules.round_price_up(raw) if br.long else rules.round_price_down(raw)
+        br.trail_client_id = client_id(self.namespace, br.signal_id, "trailing_stop", attempt)
+        self._submit_algo(AlgoOrderRequest(
+            client_algo_id=br.trail_client_id, symbol=br.key[0], side=br.direction.exit_side,
+            type=OrderType.TRAILING_STOP_MARKET, trigger_price=act, purpose=OrderPurpose.TRAILING_STOP,
+            position_side=br.key[1], close_position=False, quantity=qty,
+            reduce_only=br.key[1] is PositionSide.BOTH, working_type=self.working_type,
+            signal_id=br.signal_id, callback_rate=self.exits.trailing_callback_pct))
 
     @staticmethod
     def _sendable(rules: SymbolRules, qty: Decimal, price: Decimal) -> bool:
@@ -824,7 +847,7 @@ class OrderManager:
         delay = self.entries.retry_backoff_ms * (2 ** max(0, st_attempts - 2))
         retry_after = getattr(err, "retry_after_s", None)
         if retry_after:
-            delay = max(delay, int(float(retry_after) * 1000))
+            delay = max(delay, int(Decimal(str(retry_after)) * 1000))
         if delay <= 0:
             self.outbox.append(cmd)
             return
@@ -1165,13 +1188,6 @@ class OrderManager:
 
     # -- restart and reconciliation ------------------------------------------------------------
 
-    _ROLE_PURPOSE = {
-        "stop_loss": OrderPurpose.STOP_LOSS,
-        "take_profit": OrderPurpose.TAKE_PROFIT,
-        "take_profit_1": OrderPurpose.TAKE_PROFIT_1,
-        "trailing_stop": OrderPurpose.TRAILING_STOP,
-    }
-
     def register_resting_algo(self, row: dict, purpose: OrderPurpose | None = None,
                               signal_id: str | None = None) -> str:
         """Take one of our conditional orders found resting on the exchange (a
@@ -1187,7 +1203,7 @@ class OrderManager:
             side=Side(row["side"]),
             type=OrderType(row["orderType"]),
             trigger_price=Decimal(str(row.get("triggerPrice") or row.get("activatePrice") or "0")),
-            purpose=purpose or self._ROLE_PURPOSE.get(role_of(caid) or "", OrderPurpose.STOP_LOSS),
+            purpose=purpose or ROLE_PURPOSE.get(role_of(caid) or "", OrderPurpose.STOP_LOSS),
             position_side=PositionSide(row.get("positionSide") or "BOTH"),
             close_position=bool(row.get("closePosition", False)),
             quantity=qty if qty > 0 else None,
@@ -1271,25 +1287,10 @@ class OrderManager:
         if br.tp1_client_id and not br.tp1_done and br.tp1_client_id not in resting and br.tp1_price:
             q1 = rules.round_qty(min(br.tp1_qty or remaining, remaining), market=True)
             if self._sendable(rules, q1, br.tp1_price) and q1 < remaining:
-                br.tp1_client_id = client_id(self.namespace, br.signal_id, "take_profit_1", restart)
-                self._submit_algo(AlgoOrderRequest(
-                    client_algo_id=br.tp1_client_id, symbol=br.key[0], side=exit_side,
-                    type=OrderType.TAKE_PROFIT_MARKET, trigger_price=br.tp1_price, purpose=OrderPurpose.TAKE_PROFIT_1,
-                    position_side=br.key[1], close_position=False, quantity=q1,
-                    reduce_only=br.key[1] is PositionSide.BOTH, working_type=self.working_type,
-                    signal_id=br.signal_id))
+                self._send_tp1(br, q1, restart)
                 notes.append("TP1 re-placed")
         if br.trail_client_id and br.trail_client_id not in resting and self.exits.trailing == "exchange":
-            f = self.exits.trailing_activation_pct / HUNDRED
-            raw = br.entry_price * (1 + f) if br.long else br.entry_price * (1 - f)
-            act = rules.round_price_up(raw) if br.long else rules.round_price_down(raw)
-            br.trail_client_id = client_id(self.namespace, br.signal_id, "trailing_stop", restart)
-            self._submit_algo(AlgoOrderRequest(
-                client_algo_id=br.trail_client_id, symbol=br.key[0], side=exit_side,
-                type=OrderType.TRAILING_STOP_MARKET, trigger_price=act, purpose=OrderPurpose.TRAILING_STOP,
-                position_side=br.key[1], close_position=False, quantity=remaining,
-                reduce_only=br.key[1] is PositionSide.BOTH, working_type=self.working_type,
-                signal_id=br.signal_id, callback_rate=self.exits.trailing_callback_pct))
+            self._send_trailing(br, br.entry_price, remaining, restart)
             notes.append("trailing stop re-placed")
 
     def adopt_position(self, key: PositionKey, amount: Decimal, entry_price: Decimal, *, signal_id: str,

@@ -57,6 +57,14 @@ class StartupPlan:
     corrections: list[Correction] = field(default_factory=list)
 
 
+def _cancel_orphan(out: StartupPlan | RunningDiff, caid: str, row: dict) -> None:
+    """One of our conditional orders rests with no position to protect: cancel it and say so."""
+    out.cancel_algos.append((str(row["symbol"]), caid))
+    out.corrections.append(Correction("orphan_cancelled", str(row["symbol"]),
+                                      f"{row['symbol']}: {caid} rests with no position; cancelled",
+                                      {"client_id": caid, "type": row.get("orderType")}))
+
+
 def _key_of_row(row: dict) -> Key:
     return (str(row.get("symbol", "")), PositionSide(row.get("positionSide") or "BOTH"))
 
@@ -122,10 +130,7 @@ def plan_startup(
     held = set(pos)
     for caid, row in out.resting.items():
         if _algo_key(row, hedge) not in held and _ours(caid) != "entry":
-            out.cancel_algos.append((str(row["symbol"]), caid))
-            out.corrections.append(Correction("orphan_cancelled", str(row["symbol"]),
-                                              f"{row['symbol']}: {caid} rests with no position; cancelled",
-                                              {"client_id": caid, "type": row.get("orderType")}))
+            _cancel_orphan(out, caid, row)
     for row in open_orders:
         coid = str(row.get("clientOrderId", ""))
         if _ours(coid) == "entry":
@@ -190,10 +195,7 @@ def diff_running(
         if role is None or role == "entry" or caid in inflight:
             continue
         if _algo_key(row, hedge) not in pos:
-            out.cancel_algos.append((str(row["symbol"]), caid))
-            out.corrections.append(Correction("orphan_cancelled", str(row["symbol"]),
-                                              f"{row['symbol']}: {caid} rests with no position; cancelled",
-                                              {"client_id": caid, "type": row.get("orderType")}))
+            _cancel_orphan(out, caid, row)
     return out
 
 
