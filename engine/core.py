@@ -31,7 +31,9 @@ from engine.events import (
     ExStreamExpired,
     FlattenAll,
     FundingPaid,
+    ExternalSignalIngested,
     Halt,
+    IngestSignal,
     OrderFilled,
     PositionChanged,
     ProtectionFailed,
@@ -684,8 +686,46 @@ class Engine:
                 return
             self._pending_switch = cmd.name  # takes effect on the next closed candle
             self._log("INFO", f"strategy switch to {cmd.name} requested; applies on the next closed candle")
+        elif isinstance(cmd, IngestSignal):
+            self.ingest_signal(cmd)
         else:
             raise TypeError(f"unknown command {cmd!r}")
+
+    def ingest_signal(self, cmd: IngestSignal) -> ExternalSignalIngested:
+        """Give an external signal to every strategy that takes them, stamped with the event clock.
+
+        Every such strategy sees it (so a switch to one of them finds its window already filled);
+        the active strategy's outcome is what is reported. Bad input is reported with the field it
+        names, never raised: the signal came from outside.
+        """
+        now = self.clock.now_ms()
+        outcome: dict | None = None
+        error = ""
+        takers = [(name, s.inner) for name, s in self.strategies.items()
+                  if callable(getattr(s.inner, "process_signal", None))]
+        for name, strat in takers:
+            try:
+                res = strat.process_signal(cmd.message_type, cmd.message_id, cmd.symbol, cmd.data, now)
+            except ValueError as exc:  # ExternalSignalError names the field
+                error = str(exc)
+                break
+            except Exception:  # noqa: BLE001 - a strategy bug must not stop the engine
+                log.exception("strategy %s failed on external signal %r", name, cmd.message_id)
+                continue
+            if name == self.active_name or outcome is None:
+                outcome = _ingest_outcome(res)
+        fact = ExternalSignalIngested(cmd.message_type, cmd.message_id, cmd.symbol, now, outcome, error,
+                                      cmd.source)
+        if error:
+            self._log("WARNING", f"external signal rejected ({cmd.source}): {error}")
+        elif not takers:
+            self._log("INFO", f"external signal {cmd.message_id!r} ignored: no strategy takes external signals")
+        else:
+            status = (outcome or {}).get("status", "?")
+            self._log("INFO", f"external signal {cmd.message_type} {cmd.symbol} id={cmd.message_id!r} "
+                              f"({cmd.source}): {status}")
+        self.bus.publish(fact)
+        return fact
 
     def end_of_data(self) -> None:
         """Replay finished: close what is open so the run's result is complete."""
@@ -936,6 +976,18 @@ def _reason_kind(reason: str) -> str:
 
 
 # -- the synchronous driver ---------------------------------------------------------------------
+
+
+def _ingest_outcome(res: object) -> dict | None:
+    """A strategy's ``process_signal`` result as a plain dict (an ``IngestResult``, or a list of them
+    from a composite strategy: the most advanced one)."""
+    if isinstance(res, list | tuple):
+        outs = [_ingest_outcome(r) for r in res]
+        outs = [o for o in outs if o]
+        rank = {"confluence": 0, "below_threshold": 1}
+        return min(outs, key=lambda o: rank.get(o.get("status"), 9)) if outs else None
+    as_dict = getattr(res, "as_dict", None)
+    return as_dict() if callable(as_dict) else None
 
 
 def command_call(cmd: ExchangeCommand) -> tuple[str, tuple]:

@@ -186,6 +186,24 @@ class StrategySwitched:
 
 
 @dataclass(frozen=True, slots=True)
+class ExternalSignalIngested:
+    """An external signal (note 002: 110 Alpha, 112/113 FOMO) reached the strategies.
+
+    ``outcome`` is what the active strategy made of it (``IngestResult.as_dict()``: status
+    ``confluence`` | ``below_threshold`` | ``waiting`` | ``duplicate`` | …), or None when no
+    strategy takes external signals; ``error`` names the bad field when the input was rejected.
+    """
+
+    message_type: object
+    message_id: object
+    symbol: object
+    time_ms: int
+    outcome: dict | None = None
+    error: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class EngineLogged:
     """A human-readable engine message (for the console's log pane)."""
 
@@ -217,4 +235,29 @@ class SwitchStrategy:
     name: str
 
 
-Command = Halt | Resume | FlattenAll | SwitchStrategy
+@dataclass(frozen=True, slots=True)
+class IngestSignal:
+    """Hand an external signal to every strategy that takes them (``process_signal``).
+
+    Stamped with the engine's event clock when it is handled. ``source`` says where it came from
+    (``http``, ``file``, ``cli``, ``python``, ``simulate``) for the log.
+    """
+
+    message_type: object
+    message_id: object
+    symbol: object
+    data: object = None
+    source: str = "python"
+
+
+@dataclass(frozen=True, slots=True)
+class StartTraining:
+    """Start (or resume) the background RL trainer."""
+
+
+@dataclass(frozen=True, slots=True)
+class StopTraining:
+    """Stop the background RL trainer after its current step (a checkpoint is saved)."""
+
+
+Command = Halt | Resume | FlattenAll | SwitchStrategy | IngestSignal | StartTraining | StopTraining

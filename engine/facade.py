@@ -119,6 +119,38 @@ class FlattenReport:
 
 
 @dataclass(frozen=True, slots=True)
+class TrainingView:
+    """The background RL trainer, as the console's training pane shows it.
+
+    States: ``idle`` (never started), ``starting``, ``running``, ``stopping``, ``stopped``
+    (by the operator; resumable from its checkpoint), ``finished`` (reached ``total_steps``),
+    ``failed`` (``detail`` says why). Figures are ``None`` until known.
+    """
+
+    state: str = "idle"
+    device: str = ""  # "cpu" | "cuda:0 (NVIDIA H100 …)"; chosen explicitly, shown as chosen
+    steps: int = 0
+    total_steps: int = 0
+    steps_per_s: float | None = None
+    episode_reward: float | None = None  # mean reward of the last finished episodes
+    actor_loss: float | None = None
+    critic_loss: float | None = None
+    ent_coef: float | None = None
+    eta_s: float | None = None
+    best_val_return_pct: float | None = None  # best validation return so far (checkpoint choice)
+    checkpoint: str = ""  # path of the last checkpoint saved
+    detail: str = ""  # error or last event, one line
+
+
+class TrainingControl(Protocol):
+    """What the console needs from a trainer (``rl.worker`` provides one; engine/ never imports it)."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def view(self) -> TrainingView: ...
+
+
+@dataclass(frozen=True, slots=True)
 class EngineSnapshot:
     mode: str  # sim | testnet | mainnet
     run_id: str
@@ -147,6 +179,8 @@ class EngineSnapshot:
     finished: bool = False
     flatten: FlattenReport | None = None
     status: StatusView = field(default_factory=StatusView)
+    training: TrainingView | None = None
+    """The RL trainer, when one is attached (``None``: training not available in this process)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
