@@ -71,6 +71,9 @@ class ExAlgoUpdate:
     close_position: bool
     time_ms: int
     reason: str = ""
+    activated: bool | None = None
+    """TRAILING_STOP_MARKET only (field ``ia``): its activation price was reached and it now
+    follows price. None when the exchange did not say (other types, older messages)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -248,12 +248,20 @@ class Bracket:
     be_reached: bool = False
     trail_active: bool = False
     trail_extreme: Decimal | None = None
+    trail_exchange_active: bool = False
+    """The exchange trailing stop (``trail_client_id``) reported its activation (ALGO_UPDATE ``ia``)."""
     pending_stop: tuple[str, Decimal, OrderPurpose] | None = None
     """A replacement stop sent but not yet acknowledged: (client algo id, trigger, purpose)."""
 
     @property
     def long(self) -> bool:
         return self.direction is Direction.LONG
+
+    @property
+    def trailing_activated(self) -> bool | None:
+        """For the console: None without an exchange trailing stop; False while it waits for its
+        activation price; True once it follows price."""
+        return None if self.trail_client_id is None else self.trail_exchange_active
 
 
 @dataclass(slots=True)
@@ -1139,6 +1147,9 @@ class OrderManager:
         if br is not None and br.pending_stop is not None and br.pending_stop[0] == ev.client_algo_id \
                 and ev.status is AlgoStatus.NEW:
             self._stop_replaced(br)
+        if br is not None and ev.client_algo_id == br.trail_client_id and ev.activated is not None \
+                and ev.status is AlgoStatus.NEW:
+            br.trail_exchange_active = ev.activated
         if br is not None and ev.client_algo_id == br.tp1_client_id and ev.status in (AlgoStatus.TRIGGERED,
                                                                                      AlgoStatus.FINISHED):
             br.tp1_done = True

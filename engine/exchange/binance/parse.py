@@ -168,7 +168,18 @@ def parse_algo_update(msg: Mapping[str, Any]) -> ExAlgoUpdate:
         close_position=bool(o.get("cp", False)),
         time_ms=_i(msg.get("T", msg.get("E", 0)), "T"),
         reason=str(o.get("rm", "") or ""),
+        activated=_bool_or_none(o.get("ia"), "o.ia"),
     )
+
+
+def _bool_or_none(v: Any, name: str) -> bool | None:
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return v
+    if v in ("true", "false"):
+        return v == "true"
+    raise ParseError(f"field {name!r}: expected true or false, got {v!r}")
 
 
 def parse_account_update(msg: Mapping[str, Any]) -> ExAccountUpdate:

@@ -1882,17 +1882,23 @@ class SimExchange:
         if a.side == SELL:
             if not a.activated:
                 if a.activate is not None and p >= a.activate:
-                    a.activated = True
-                    a.extreme = p
+                    self._trail_activate(a, p)
             elif a.extreme is None or p > a.extreme:
                 a.extreme = p
         else:
             if not a.activated:
                 if a.activate is not None and p <= a.activate:
-                    a.activated = True
-                    a.extreme = p
+                    self._trail_activate(a, p)
             elif a.extreme is None or p < a.extreme:
                 a.extreme = p
+
+    def _trail_activate(self, a: _Algo, p: Decimal) -> None:
+        """The activation price was reached: the order now follows price. Binance reports it as a
+        second ``NEW`` ALGO_UPDATE with ``ia: true`` (the first one, on placement, had ``ia: false``)."""
+        a.activated = True
+        a.extreme = p
+        a.update_time = self.now_ms
+        self._emit_algo(a)
 
     def _trail_threshold(self, a: _Algo) -> Decimal | None:
         if not a.activated or a.extreme is None:

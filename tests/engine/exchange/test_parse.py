@@ -57,6 +57,18 @@ def test_algo_updates_including_combined_stream_wrapper():
     assert canc.status is AlgoStatus.CANCELED and canc.reason == "Reduce Only reject"
 
 
+def test_trailing_activation_flag_ia():
+    """``ia`` (since 2026-08) is absent on most updates, a JSON bool on trailing stops."""
+    msg = load("ws_algo_update_new.json")
+    assert parse_user_event(msg).activated is None
+    for raw, want in ((False, False), (True, True), ("true", True)):
+        msg["o"]["ia"] = raw
+        assert parse_user_event(msg).activated is want
+    msg["o"]["ia"] = "yes"
+    with pytest.raises(ParseError, match="o.ia"):
+        parse_user_event(msg)
+
+
 def test_account_update_positions_and_balance():
     ev = parse_user_event(load("ws_account_update.json"))
     assert isinstance(ev, ExAccountUpdate)

@@ -252,6 +252,23 @@ def test_trailing_stop_on_the_exchange():
     assert exchange_position(run) == 0 and not run.sim.open_algo_orders({})
 
 
+def test_exchange_trailing_stop_reports_its_activation():
+    """ALGO_UPDATE ``ia``: the bracket (and so the console) knows when the exchange trailing stop
+    stops waiting for its activation price (+2%: 102 020 after a 100 010 fill) and follows price."""
+    states = {}
+
+    def hook(run, candle):
+        br = next(iter(run.engine.orders.brackets.values()), None)
+        states[index(candle.open_time_ms)] = None if br is None else br.trailing_activated
+
+    run = run_scenario(TRAIL_PATH, {9: LONG}, between=hook, risk=risk(),
+                       exits=exits(trailing="exchange", trailing_activation_pct=2, trailing_callback_pct=1))
+    assert states[8] is None  # no exchange trailing stop before the entry
+    assert states[9] is False and states[14] is False  # placed; +2.0% at most so far (102 000 < 102 020)
+    assert states[15] is True  # +2.5%: activated, following price
+    assert one_trade(run).exit_reason is ExitReason.TRAILING
+
+
 def test_trailing_stop_moved_by_the_engine():
     run = run_scenario(TRAIL_PATH, {9: LONG}, port_wrapper=StopWatch, risk=risk(),
                        exits=exits(trailing="engine", trailing_activation_pct=2, trailing_callback_pct=1))
