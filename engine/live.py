@@ -15,14 +15,16 @@ order as the in-process backtest, so both produce the same result on the same da
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections import deque
 from typing import Any
 
 from engine.backtest import SimRun
 from engine.core import Engine, execute_async
 from engine.model import Candle, MarkPrice
-from engine.restart import account_key, reconcile_at_startup
+from engine.restart import account_key, reconcile_at_startup, sync_rows
 from engine.runtime import RunPaths, RuntimeBase
 
 log = logging.getLogger("engine.live")
@@ -61,6 +63,10 @@ class LiveRuntime(RuntimeBase):
         self.candles_received = 0
         self.stream_events: list[tuple[str, str]] = []
         self.account: str | None = None  # set when plans and intents are kept (a restart can continue)
+        self._reconcile_now = asyncio.Event()
+        self._reconcile_why = ""
+        self.reconcile_delay_s = 0.5
+        """A reconnect's reconciliation waits this long so the events it brings come first."""
         self.reconcile_settings = None  # [reconcile] settings; None = no timer reconciliation
         self._intents_sent: set[str] = set()
         self._activity = 0  # user events + executed commands: a reconciliation spanning one is retried
@@ -91,6 +97,15 @@ class LiveRuntime(RuntimeBase):
     def on_stream_status(self, stream: str, state: str) -> None:
         self.stream_events.append((stream, state))
         log.info("%s stream: %s", stream, state)
+        if stream == "user" and state in ("connected", "gap"):
+            # The first connect: what was placed at startup may have filled before anyone listened.
+            # A reconnect (dropped socket, expired listenKey): events may have been missed.
+            self.reconcile_soon(f"user stream {state}")
+
+    def reconcile_soon(self, why: str) -> None:
+        """Run a reconciliation round now instead of at the next interval."""
+        self._reconcile_why = why
+        self._reconcile_now.set()
 
     def streams_status(self) -> dict[str, Any]:
         try:
@@ -257,7 +272,13 @@ class LiveRuntime(RuntimeBase):
 
         interval = float(self.reconcile_settings.interval_s)
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._reconcile_now.wait(), timeout=interval)
+            if self._reconcile_now.is_set():
+                self._reconcile_now.clear()
+                await asyncio.sleep(self.reconcile_delay_s)  # let the events of a reconnect arrive first
+                self._reconcile_now.clear()
+                log.info("reconciliation now: %s", self._reconcile_why)
             try:
                 await self.reconcile_once()
             except ExchangeError as exc:
@@ -294,6 +315,9 @@ class LiveRuntime(RuntimeBase):
                 if fills:
                     eng.restore_fills(fills)
             self._fill_watermark_ms = max(self._fill_watermark_ms or 0, eng.clock.now_ms() - 5 * 60_000)
+            if self.account is not None:
+                await sync_rows(eng, self.adapter, self.store, self.account, open_algos=algos,
+                                positions=positions)
             self.reconciliations += 1
             self._kick()
             return True
@@ -432,6 +456,44 @@ async def cancel_stale_entries(adapter, *, ttl_ms: int) -> list[tuple[str, str]]
     return stale
 
 
+STARTUP_MAX_BACKOFF_S = 30.0
+
+
+async def retry_startup(call, what: str, *, first_backoff_s: float = 0.5,
+                        max_backoff_s: float = STARTUP_MAX_BACKOFF_S, wall_ms=None):
+    """Run one startup read (or idempotent set-up call) until the exchange answers.
+
+    Startup only reads, or sets what is already idempotent (leverage, margin type, position mode),
+    so a transient failure — timeout, 5xx, 503 unknown status, 429, a 418 ban, -1021 clock skew —
+    is waited out (a ban until it ends, per the exchange) instead of ending the process. A wrong
+    key, a bad symbol or any other final answer is raised at once.
+    """
+    from engine.exchange.errors import AuthError, ExchangeConfigError, ExchangeError, RateLimited
+
+    wall_ms = wall_ms or (lambda: time.time_ns() // 1_000_000)  # bans are given in wall time
+    delay = first_backoff_s
+    while True:
+        try:
+            return await call()
+        except (AuthError, ExchangeConfigError):
+            raise
+        except ExchangeError as exc:
+            transient = (exc.retryable or exc.unknown_status or isinstance(exc, RateLimited)
+                         or exc.http_status >= 500 or exc.code == -1021)
+            if not transient:
+                raise
+            wait = delay
+            until = int(getattr(exc, "until_ms", 0) or 0)
+            if until:
+                wait = max(wait, (until - wall_ms()) / 1000 + 0.05)
+            retry_after = getattr(exc, "retry_after_s", None)
+            if retry_after:
+                wait = max(wait, float(retry_after))
+            log.warning("startup: %s failed (%s); trying again in %.1f s", what, exc, wait)
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, max_backoff_s)
+
+
 async def run_live_session(
     settings,
     *,
@@ -479,23 +541,26 @@ async def run_live_session(
     )
     control = None
     try:
-        await adapter.start()
-        rules = await adapter.symbol_rules()
-        notes = await adapter.configure(leverage=int(settings.leverage), margin_type=settings.margin_type,
-                                        position_mode=settings.position_mode)
+        await retry_startup(adapter.start, "exchange info")
+        rules = await retry_startup(adapter.symbol_rules, "symbol rules")
+        notes = await retry_startup(lambda: adapter.configure(leverage=int(settings.leverage),
+                                                              margin_type=settings.margin_type,
+                                                              position_mode=settings.position_mode),
+                                    "account set-up")
         for n in notes:
             log.info("%s", n)
         # A self-contained sim run (its exchange lives and dies with it) keeps no plans; every other
         # session trades an account a later process may pick up, under stable client ids.
         account = None if sim_parts is not None else account_key(endpoints, credentials)
         engine = build_engine(settings, rules, run_id=run_id, journal=journal, strict=strict, namespace=account)
-        positions = await adapter.positions()
-        engine.bootstrap(await adapter.account(), positions)
+        positions = await retry_startup(adapter.positions, "positions")
+        engine.bootstrap(await retry_startup(adapter.account, "account"), positions)
         # exchange time: the server's clock live; a replay's clock is its data's (positions carry it)
         engine.clock.advance(max((p.update_time_ms for p in positions), default=0) if replay or sim_parts
                              else adapter.rest.server_now_ms())
         if account is None:
-            await cancel_stale_entries(adapter, ttl_ms=int(settings.execution.order_ttl_s) * 1000)
+            await retry_startup(lambda: cancel_stale_entries(adapter, ttl_ms=int(settings.execution.order_ttl_s) * 1000),
+                                "stale entry orders")
         if sim_parts is not None:
             sim, server, candles, files = sim_parts
             starting = engine.starting_wallet
@@ -515,8 +580,10 @@ async def run_live_session(
                                   settings.mode, settings.active_strategy, json.dumps(settings.redacted_dict()))
             if account is not None:
                 await store.set_run_account(run_id, account)
-                notes = await reconcile_at_startup(engine, adapter, store, account=account, run_id=run_id,
-                                                   settings=settings, positions=positions)
+                notes = await retry_startup(
+                    lambda: reconcile_at_startup(engine, adapter, store, account=account, run_id=run_id,
+                                                 settings=settings, positions=positions),
+                    "startup reconciliation")
                 log.info("startup reconciliation: %d correction(s)", len(notes))
             rt = LiveRuntime(run, adapter, store, paths, control=control,
                              heartbeat_interval_s=float(settings.heartbeat_interval_s),

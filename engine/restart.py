@@ -10,13 +10,27 @@ treated per config (outside ones), and orphaned orders are cancelled. Every corr
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
+from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable
 
 from engine.exchange.binance.parse import parse_user_trade
 from engine.exchange.errors import ExchangeError
-from engine.model import Fill, OrderPurpose, OrderType, Position, PositionMode
+from engine.model import (
+    AlgoOrder,
+    AlgoStatus,
+    Fill,
+    MarginType,
+    Order,
+    OrderPurpose,
+    OrderStatus,
+    OrderType,
+    Position,
+    PositionMode,
+    PositionSide,
+)
 from engine.orders.ids import role_of
 from engine.orders.manager import ROLE_PURPOSE
 from engine.state.reconcile import Correction, missing_fills, plan_startup
@@ -127,8 +141,118 @@ async def reconcile_at_startup(engine, adapter, store, *, account: str, run_id: 
         symbols = set(settings.symbols) | {p.symbol for p in positions} | {r["symbol"] for r in plans}
         recovered = await fetch_missing_fills(adapter, symbols, since, recorded, _plan_purposes(plans))
     restart = await store.run_count(account)
-    return engine.restore(sp, unprotected=settings.reconcile.unprotected, external=settings.reconcile.external_positions,
-                          restart=max(1, restart), recovered_fills=recovered)
+    notes = engine.restore(sp, unprotected=settings.reconcile.unprotected,
+                           external=settings.reconcile.external_positions, restart=max(1, restart),
+                           recovered_fills=recovered)
+    return notes + await sync_rows(engine, adapter, store, account, open_orders=open_orders, open_algos=open_algos,
+                                   positions=positions)
+
+
+_UNKNOWN = (-2013, -2011, -2026)
+"""Order does not exist / unknown order sent / order was canceled or expired (not found)."""
+
+
+def _dec(v: Any, default: Decimal) -> Decimal:
+    try:
+        return Decimal(str(v)) if v not in (None, "") else default
+    except InvalidOperation:
+        return default
+
+
+async def sync_rows(engine, adapter, store, account: str, *, open_orders: list[dict] | None = None,
+                    open_algos: list[dict] | None = None,
+                    positions: list[Position] | None = None) -> list[Correction]:
+    """Bring the database's newest rows of ``account`` to the exchange's truth, for everything the
+    running engine does not manage itself, and write the result as rows of the current run.
+
+    * An order or algo order whose newest row is open (often ``PENDING_NEW``: a run was killed
+      while sending it, or it finished while no process listened) but that is not open on the
+      exchange gets its final state as the exchange reports it by client id. An order the
+      exchange has never heard of is ``EXPIRED`` with the reason "not found on the exchange".
+    * A position whose newest row differs from the exchange's gets a row with the exchange's
+      position (a zero row once it is flat).
+
+    Called at startup and by every timer reconciliation round; a transient error leaves a row for
+    the next round.
+    """
+    om = engine.orders
+    now = engine.clock.now_ms()
+    if open_orders is None:
+        open_orders = await adapter.open_orders()
+    if open_algos is None:
+        open_algos = await adapter.open_algo_orders()
+    if positions is None:
+        positions = await adapter.positions()
+    ex_orders = {str(o.get("clientOrderId")) for o in open_orders}
+    ex_algos = {str(a.get("clientAlgoId")) for a in open_algos}
+    rows_o, rows_a, rows_p = await store.latest_rows(account)
+    notes: list[Correction] = []
+    for o in rows_o:
+        cid = o.client_order_id
+        if not o.status.is_open or cid in ex_orders or (cid in om.orders and om.orders[cid].status.is_open):
+            continue
+        try:
+            row = await adapter.query_order(o.symbol, cid)
+            status = OrderStatus(str(row.get("status")))
+            fixed = dataclasses.replace(
+                o, status=status, exchange_order_id=int(row.get("orderId") or 0) or o.exchange_order_id,
+                filled_qty=_dec(row.get("executedQty"), o.filled_qty), avg_price=_dec(row.get("avgPrice"), o.avg_price),
+                updated_ms=max(now, o.updated_ms))
+        except ExchangeError as exc:
+            if exc.code not in _UNKNOWN:
+                continue
+            fixed = dataclasses.replace(o, status=OrderStatus.EXPIRED, updated_ms=max(now, o.updated_ms),
+                                        reject_reason="not found on the exchange (reconciliation)")
+        except (ValueError, TypeError):
+            continue
+        if fixed.status.is_open:  # opened between the two reads: the next round sees it
+            continue
+        engine.journal.order(fixed)
+        notes.append(Correction("order_row_closed", o.symbol,
+                                f"{o.symbol}: order {cid} recorded {o.status.value}, exchange {fixed.status.value}",
+                                {"client_id": cid, "was": o.status.value, "now": fixed.status.value}))
+    for a in rows_a:
+        cid = a.client_algo_id
+        if not a.status.is_open or cid in ex_algos or (cid in om.algos and om.algos[cid].status.is_open):
+            continue
+        try:
+            row = await adapter.query_algo_order(cid)
+            fixed = dataclasses.replace(a, status=AlgoStatus(str(row.get("algoStatus"))),
+                                        updated_ms=max(now, a.updated_ms))
+        except ExchangeError as exc:
+            if exc.code not in _UNKNOWN:
+                continue
+            fixed = dataclasses.replace(a, status=AlgoStatus.EXPIRED, updated_ms=max(now, a.updated_ms),
+                                        reject_reason="not found on the exchange (reconciliation)")
+        except (ValueError, TypeError):
+            continue
+        if fixed.status.is_open:
+            continue
+        engine.journal.algo_order(fixed)
+        notes.append(Correction("algo_row_closed", a.symbol,
+                                f"{a.symbol}: algo order {cid} recorded {a.status.value}, exchange {fixed.status.value}",
+                                {"client_id": cid, "was": a.status.value, "now": fixed.status.value}))
+    ex_pos = {(p.symbol, p.position_side): p for p in positions if p.amount != 0}
+    db_pos = {(p.symbol, p.position_side): p for _run, p in rows_p}
+    for key in sorted(set(ex_pos) | {k for k, p in db_pos.items() if p.amount != 0}, key=lambda k: (k[0], k[1].value)):
+        theirs = ex_pos.get(key)
+        mine = db_pos.get(key)
+        amount = theirs.amount if theirs is not None else Decimal(0)
+        if mine is not None and mine.amount == amount:
+            continue
+        believed = engine.positions.get(key)
+        if (believed.amount if believed is not None else Decimal(0)) != amount:
+            continue  # the engine does not agree yet (events in flight): the next round writes it
+        row = believed if believed is not None else Position(
+            key[0], key[1], Decimal(0), Decimal(0), Decimal(0), Decimal(0),
+            mine.margin_type if mine is not None else MarginType.CROSSED, Decimal(0), now)
+        engine.journal.position(row)
+        notes.append(Correction("position_row", key[0],
+                                f"{key[0]} {key[1].value}: recorded {mine.amount if mine else 0}, exchange {amount}",
+                                {"position_side": key[1].value, "amount": str(amount)}))
+    if notes:
+        engine._record_corrections(notes)
+    return notes
 
 
 def intent_payload(engine, req: Any, kind: str) -> dict:

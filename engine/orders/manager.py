@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from engine.clock import EventClock
 from engine.events import ExAlgoUpdate, ExOrderUpdate
-from engine.exchange.errors import ExchangeError
+from engine.exchange.errors import ExchangeError, RateLimited
 from engine.exchange.filters import SymbolRules
 from engine.model import (
     ZERO,
@@ -269,6 +269,20 @@ class OrderEffects:
     """What the engine must know after the manager handled something."""
 
     protection_failed: list[tuple[PositionKey, str]] = field(default_factory=list)
+
+
+MAX_RETRY_BACKOFF_MS = 30_000
+"""Resends of protective and closing orders wait at most this long between tries."""
+
+CLOSE_PURPOSES = frozenset({OrderPurpose.EMERGENCY_CLOSE, OrderPurpose.FLATTEN, OrderPurpose.END_OF_DATA,
+                            OrderPurpose.BREAK_EVEN_TIMEOUT})
+"""Market closes the engine decided on: resent until they go through."""
+
+
+def _wait_and_resend(err: ExchangeError) -> bool:
+    """The exchange certainly did not apply the request and will take it later: an overload,
+    a timestamp outside recvWindow (-1021; the clock is re-synced), a 429 or a 418 ban."""
+    return err.retryable or isinstance(err, RateLimited) or err.code in (-1021, -5028)
 
 
 def stale_entry_orders(open_orders: list[dict], *, now_ms: int, ttl_ms: int) -> list[tuple[str, str]]:
@@ -851,8 +865,9 @@ class OrderManager:
                 self.outbox.append(CancelOrder(br.key[0], c))
 
     def _retry(self, st_attempts: int, cmd: ExchangeCommand, err: ExchangeError) -> None:
-        """Resend ``cmd`` (same client id: it cannot execute twice) after a backoff."""
-        delay = self.entries.retry_backoff_ms * (2 ** max(0, st_attempts - 2))
+        """Resend ``cmd`` (same client id: it cannot execute twice) after a backoff (at most
+        :data:`MAX_RETRY_BACKOFF_MS`), or once the exchange's Retry-After or ban has passed."""
+        delay = min(self.entries.retry_backoff_ms * (2 ** max(0, st_attempts - 2)), MAX_RETRY_BACKOFF_MS)
         retry_after = getattr(err, "retry_after_s", None)
         if retry_after:
             delay = max(delay, int(Decimal(str(retry_after)) * 1000))
@@ -959,7 +974,11 @@ class OrderManager:
             return
         st.reject_reason = f"{err.code}: {err.msg}"
         st.updated_ms = self.clock.now_ms()
-        if err.retryable and st.attempts <= self.entries.retry_attempts and st.req.purpose is not OrderPurpose.ENTRY:
+        if st.req.purpose is not OrderPurpose.ENTRY and _wait_and_resend(err) and (
+                st.attempts <= self.entries.retry_attempts or st.req.purpose in CLOSE_PURPOSES
+                or isinstance(err, RateLimited)):
+            # A close is resent until it goes through: reduce-only with the same client id, it can
+            # neither flip the position nor execute twice. A rate limit or ban is waited out.
             st.attempts += 1
             self._retry(st.attempts, SubmitOrder(st.req), err)  # same client id: cannot double-execute
             return
@@ -1000,7 +1019,7 @@ class OrderManager:
         st.updated_ms = self.clock.now_ms()
         key = (st.req.symbol, st.req.position_side)
         br = self.brackets.get(key)
-        if err.retryable and st.attempts <= self.entries.retry_attempts:
+        if _wait_and_resend(err) and (st.attempts <= self.entries.retry_attempts or isinstance(err, RateLimited)):
             st.attempts += 1
             self._retry(st.attempts, SubmitAlgoOrder(st.req), err)
             return

@@ -330,6 +330,19 @@ def _event_row(run_id: str, d: dict) -> tuple:
     return (run_id, int(d["time_ms"]), str(d["kind"]), str(d["message"]), data_json)
 
 
+def _signal_filter(run_id: str | None, since_ms: int | None, until_ms: int | None, strategy: str | None,
+                   time_col: str) -> tuple[str, list[Any]]:
+    """`` WHERE …`` (or "") and its parameters for a run / time window / strategy selection."""
+    conds: list[str] = []
+    params: list[Any] = []
+    for cond, value in (("run_id = ?", run_id), (f"{time_col} >= ?", since_ms), (f"{time_col} < ?", until_ms),
+                        ("strategy = ?", strategy)):
+        if value is not None:
+            conds.append(cond)
+            params.append(value)
+    return (" WHERE " + " AND ".join(conds) if conds else ""), params
+
+
 # --------------------------------------------------------------------------- the store
 
 
@@ -418,6 +431,30 @@ class Store:
         return int(rows[0][0])
 
     # ---------------------------------------------------------------- what outlives a process
+
+    async def latest_rows(self, account: str) -> tuple[list[Order], list[AlgoOrder], list[tuple[str, Position]]]:
+        """The newest row of every order, algo order and position of ``account``, across its runs
+        (newest run first, then ``updated_ms``): what the database says is true now. Positions come
+        with their run id."""
+        def newest(rows, key) -> list:
+            out: dict = {}
+            for r in rows:  # ordered oldest first: later rows win
+                out[key(r)] = r
+            return list(out.values())
+
+        runs = "SELECT run_id, rowid AS rank FROM runs WHERE account = ?"
+        orders = await self._fetch(
+            f"SELECT {', '.join('o.' + c for c in _cols(_ORDER_COLS))} FROM orders o JOIN ({runs}) r USING (run_id) "
+            "ORDER BY r.rank, o.updated_ms, o.rowid", (account,))
+        algos = await self._fetch(
+            f"SELECT {', '.join('a.' + c for c in _cols(_ALGO_COLS))} FROM algo_orders a JOIN ({runs}) r USING (run_id) "
+            "ORDER BY r.rank, a.updated_ms, a.rowid", (account,))
+        positions = await self._fetch(
+            f"SELECT {', '.join('p.' + c for c in _cols(_POSITION_COLS))} FROM positions p JOIN ({runs}) r USING (run_id) "
+            "ORDER BY r.rank, p.update_time_ms, p.rowid", (account,))
+        return ([_order_from(r) for r in newest(orders, lambda r: r[1])],
+                [_algo_from(r) for r in newest(algos, lambda r: r[1])],
+                [(r[0], _position_from(r)) for r in newest(positions, lambda r: (r[1], r[2]))])
 
     async def plans(self, account: str) -> list[dict]:
         """The stored management plans of ``account``'s open positions."""
@@ -603,6 +640,56 @@ class Store:
     async def trades(self, run_id: str | None) -> list[Trade]:
         rows = await self._fetch_run("trades", _TRADE_COLS, run_id, "entry_time_ms, rowid")
         return [_trade_from(r) for r in rows]
+
+    async def signal_counts(
+        self, run_id: str | None = None, *, since_ms: int | None = None, until_ms: int | None = None,
+        strategy: str | None = None,
+    ) -> dict[str, dict[str, int]]:
+        """Judged signals per strategy: ``{strategy: {"signals", "accepted", "denied"}}`` (sorted),
+        for one run or all, judged at ``since_ms <= time_ms < until_ms``, optionally one strategy."""
+        where, params = _signal_filter(run_id, since_ms, until_ms, strategy, "time_ms")
+        rows = await self._fetch(
+            f"SELECT strategy, verdict, COUNT(*) FROM signals{where} GROUP BY strategy, verdict", params)
+        out: dict[str, dict[str, int]] = {}
+        for name, verdict, n in rows:
+            c = out.setdefault(name, {"signals": 0, "accepted": 0, "denied": 0})
+            c["signals"] += int(n)
+            c[Verdict(verdict).value] += int(n)
+        return dict(sorted(out.items()))
+
+    async def strategy_summary(
+        self, run_id: str | None = None, *, since_ms: int | None = None, until_ms: int | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Per strategy, for a console or a script: judged signals (``signals``, ``accepted``,
+        ``denied``) and trades — ``trades`` closed with their exit at ``since_ms <= exit < until_ms``,
+        ``open`` (entered before ``until_ms``, not closed), ``wins`` (net PnL > 0), ``win_rate_pct``
+        (Decimal, None without closed trades) and ``net_pnl`` (exact Decimal sum, USDT)."""
+        out: dict[str, dict[str, Any]] = {}
+
+        def row(name: str) -> dict[str, Any]:
+            return out.setdefault(name, {"signals": 0, "accepted": 0, "denied": 0, "trades": 0, "open": 0,
+                                         "wins": 0, "win_rate_pct": None, "net_pnl": Decimal(0)})
+
+        for name, counts in (await self.signal_counts(run_id, since_ms=since_ms, until_ms=until_ms)).items():
+            row(name).update(counts)
+        where, params = _signal_filter(run_id, None, until_ms, None, "entry_time_ms")
+        for name, exit_ms, net in await self._fetch(f"SELECT strategy, exit_time_ms, net_pnl FROM trades{where}",
+                                                    params):
+            r = row(name)
+            if exit_ms is None:
+                r["open"] += 1
+                continue
+            if (since_ms is not None and exit_ms < since_ms) or (until_ms is not None and exit_ms >= until_ms):
+                continue
+            pnl = _to_dec(net)
+            r["trades"] += 1
+            r["net_pnl"] += pnl
+            if pnl > 0:
+                r["wins"] += 1
+        for r in out.values():
+            if r["trades"]:
+                r["win_rate_pct"] = Decimal(r["wins"]) * 100 / r["trades"]
+        return dict(sorted(out.items()))
 
     async def funding(self, run_id: str | None) -> list[dict]:
         rows = await self._fetch_run("funding", _FUNDING_COLS, run_id, "time_ms, rowid")

@@ -131,7 +131,8 @@ def map_client_error(e: ClientError, *, env: str | None = None, now_ms: int = 0)
             until = max(until, now_ms + int(ra * 1000))
         if until <= now_ms:
             until = now_ms + int(DEFAULT_BAN_S * 1000)
-        return Banned(code or -1003, msg, status, until_ms=until, retry_after_s=ra)
+        return Banned(code or -1003, msg, status, until_ms=until,
+                      retry_after_s=ra if ra is not None else (until - now_ms) / 1000)
     if status == 429 or code in (-1003, -1015):
         ra = retry_after_s(e.header)
         until = now_ms + int(ra * 1000) if ra is not None else 0

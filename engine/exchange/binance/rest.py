@@ -133,7 +133,8 @@ class RateLimitState:
     def delay_ms(self, now_ms: int, weight: int, is_order: bool) -> int:
         """How long to wait before sending (0: go now). Raises :class:`Banned` during a ban."""
         if now_ms < self.banned_until_ms:
-            raise Banned(-1003, "IP banned by Binance; no request sent", 418, until_ms=self.banned_until_ms)
+            raise Banned(-1003, "IP banned by Binance; no request sent", 418, until_ms=self.banned_until_ms,
+                         retry_after_s=(self.banned_until_ms - now_ms) / 1000)
         waits = [0]
         if now_ms < self.retry_after_until_ms:
             waits.append(self.retry_after_until_ms - now_ms)
@@ -356,7 +357,7 @@ class BinanceRest:
                 return
             if wait > self.max_rate_wait_s * 1000:
                 raise RateLimited(-1003, f"rate limited for another {wait / 1000:.0f} s; request not sent", 429,
-                                  until_ms=now + wait)
+                                  until_ms=now + wait, retry_after_s=wait / 1000)
             log.info("rate-limit gate: waiting %.2f s before the next request", wait / 1000)
             await self._sleep(wait / 1000)
 

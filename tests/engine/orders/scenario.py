@@ -215,11 +215,12 @@ class FailingPlacements:
     purposes fail with a transient error (-1001: certainly not applied, retry as-is). Every
     placement is logged as (exchange ms, client id, request)."""
 
-    def __init__(self, port, purposes, times: int = 1, code: int = -1001):
+    def __init__(self, port, purposes, times: int = 1, code: int = -1001, error=None):
         self.port = port
         self.purposes = set(purposes)
         self.times = times
         self.code = code
+        self.error = error  # a callable returning the exception to raise (default: TransientError(code))
         self.failed = 0
         self.calls: list[tuple[int, str, object]] = []
 
@@ -227,6 +228,8 @@ class FailingPlacements:
         self.calls.append((self.port.sim.now_ms, cid, req))
         if req.purpose in self.purposes and self.failed < self.times:
             self.failed += 1
+            if self.error is not None:
+                raise self.error()
             raise TransientError(self.code, "Internal error; unable to process your request. Please try again.")
 
     def place_order(self, req):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from engine.exchange.errors import Banned
 from engine.model import AlgoStatus, Direction, ExitReason, OrderPurpose, OrderStatus, OrderType
 from tests.engine.orders.scenario import (
     MIN,
@@ -476,6 +477,46 @@ def test_transient_stop_failure_is_retried_with_the_same_id_after_the_backoff():
     assert t.exit_reason is ExitReason.STOP_LOSS
     assert [f["coid"] for f in exit_fills(run)] == [caid]
     assert run.engine.stats.protection_failures == 0
+
+
+def test_a_ban_on_the_stop_is_waited_out_not_treated_as_a_rejection():
+    """418: nothing can be sent until the ban ends. The stop goes out when it does (an emergency
+    close could not be sent either); it is not a rejection that closes the position."""
+    ports = {}
+
+    def wrap(port):
+        ports["p"] = FailingPlacements(port, {OrderPurpose.STOP_LOSS}, times=1,
+                                       error=lambda: Banned(-1003, "Way too many requests; IP banned", 418,
+                                                            until_ms=0, retry_after_s=3))
+        return ports["p"]
+
+    run = run_scenario(FALL, {9: LONG}, port_wrapper=wrap, risk=risk(), exits=exits(),
+                       execution={"retry_attempts": 3, "retry_backoff_s": 0.5})
+    tries = [c for c in ports["p"].calls if c[2].purpose is OrderPurpose.STOP_LOSS]
+    assert len(tries) == 2 and tries[0][1] == tries[1][1]
+    assert tries[1][0] >= tries[0][0] + 3_000  # after the ban, not after the 0.5 s backoff
+    assert run.engine.stats.protection_failures == 0
+    assert one_trade(run).exit_reason is ExitReason.STOP_LOSS
+    assert not [c for c in ports["p"].calls if c[2].purpose is OrderPurpose.EMERGENCY_CLOSE]
+
+
+def test_a_close_is_resent_past_retry_attempts_until_it_goes_through():
+    """A market close the engine decided on is resent (reduce-only, same client id) for as long as
+    the exchange answers with overload or rate limits; retry_attempts bounds only other orders."""
+    ports = {}
+
+    def wrap(port):
+        ports["p"] = FailingPlacements(port, {OrderPurpose.BREAK_EVEN_TIMEOUT}, times=6)  # -1001 overload
+        return ports["p"]
+
+    run = run_scenario(flat(40, 1.0), {9: LONG}, port_wrapper=wrap, risk=risk(),
+                       exits=exits(break_even_trigger_pct=1, break_even_timeout_s=300),
+                       execution={"retry_attempts": 2, "retry_backoff_s": 0.5})
+    tries = [c for c in ports["p"].calls if c[2].purpose is OrderPurpose.BREAK_EVEN_TIMEOUT]
+    assert len(tries) == 7 and len({c[1] for c in tries}) == 1
+    assert all(b[0] - a[0] >= 500 for a, b in zip(tries, tries[1:]))  # backing off
+    assert one_trade(run).exit_reason is ExitReason.BREAK_EVEN_TIMEOUT
+    assert exchange_position(run) == 0
 
 
 def test_transient_close_failure_is_retried_reduce_only_with_the_same_id():

@@ -4,7 +4,23 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from engine.model import Direction, Fill, OrderType, PositionSide, Side, Trade
+from engine.exchange.errors import ExchangeError
+from engine.model import (
+    AlgoOrder,
+    AlgoStatus,
+    Direction,
+    Fill,
+    MarginType,
+    Order,
+    OrderPurpose,
+    OrderStatus,
+    OrderType,
+    Position,
+    PositionSide,
+    Side,
+    Trade,
+    WorkingType,
+)
 from engine.state.journal import Journal
 from engine.state.store import Store
 
@@ -73,3 +89,123 @@ async def test_fill_keys_and_open_trades_span_the_runs_of_one_account(tmp_path):
         assert [t.trade_id for t in await st.trades("r2")] == ["t-open"]  # one row, now the new run's
         assert [t.trade_id for t in await st.trades("r1")] == ["t-done"]
         assert await st.run_count("a") == 2
+
+
+# -- rows of killed runs are brought to the exchange's truth ------------------------------------
+
+
+class _Exchange:
+    """The REST answers ``sync_rows`` asks for (the adapter itself is tested over HTTP elsewhere)."""
+
+    def __init__(self, orders: dict, algos: dict, positions: list, open_algos: list | None = None):
+        self.orders, self.algos, self.pos, self.open_algos = orders, algos, positions, open_algos or []
+        self.asked: list[str] = []
+
+    async def open_orders(self):
+        return []
+
+    async def open_algo_orders(self):
+        return list(self.open_algos)
+
+    async def positions(self):
+        return list(self.pos)
+
+    async def query_order(self, symbol, cid):
+        self.asked.append(cid)
+        if cid not in self.orders:
+            raise ExchangeError(-2013, "Order does not exist.", 400)
+        return self.orders[cid]
+
+    async def query_algo_order(self, cid):
+        self.asked.append(cid)
+        if cid not in self.algos:
+            raise ExchangeError(-2013, "Order does not exist.", 400)
+        return self.algos[cid]
+
+
+def _order(cid: str, status: OrderStatus, purpose=OrderPurpose.ENTRY) -> Order:
+    return Order(cid, None, "BTCUSDT", Side.BUY, OrderType.MARKET, Decimal("0.03"), None, status, Decimal(0),
+                 Decimal(0), PositionSide.BOTH, False, purpose, "sig", 1000, 1000)
+
+
+def _algo(cid: str, status: AlgoStatus = AlgoStatus.NEW) -> AlgoOrder:
+    return AlgoOrder(cid, 77, "BTCUSDT", Side.SELL, OrderType.STOP_MARKET, Decimal("97000"), status,
+                     PositionSide.BOTH, True, WorkingType.MARK_PRICE, OrderPurpose.STOP_LOSS, "sig", None, 1000, 1000)
+
+
+def _pos(amount: str, t: int = 1000) -> Position:
+    return Position("BTCUSDT", PositionSide.BOTH, Decimal(amount), Decimal("100000"), Decimal("100000"), Decimal(0),
+                    MarginType.CROSSED, Decimal(0), t)
+
+
+async def test_sync_rows_closes_what_a_killed_run_left_open(tmp_path):
+    """A run killed mid-trade left an entry PENDING_NEW, a stop and a take-profit NEW and a long
+    position row; meanwhile the entry filled, the stop triggered and the position is flat. After
+    ``sync_rows`` the newest rows equal the exchange, each correction is an event, and a second
+    round changes nothing."""
+    from engine.backtest import build_engine
+    from engine.config import Settings
+    from engine.exchange.sim.matching import load_default_rules
+    from engine.restart import sync_rows
+
+    async with await Store.open(tmp_path / "db.sqlite") as st:
+        for run in ("r1", "r2"):
+            await st.start_run(run, 0, "testnet", "x", "{}")
+            await st.set_run_account(run, "acct")
+        j1 = Journal("r1")
+        j1.order(_order("pdE0-a", OrderStatus.PENDING_NEW))
+        j1.algo_order(_algo("pdS0-a"))
+        j1.algo_order(_algo("pdT0-a"))
+        j1.algo_order(_algo("pdS0-old", AlgoStatus.CANCELED))  # already final: never asked about
+        j1.position(_pos("0.03"))
+        await j1.flush(st)
+
+        j2 = Journal("r2")
+        eng = build_engine(Settings(symbols=["BTCUSDT"]), load_default_rules(), run_id="r2", journal=j2)
+        eng.clock.advance(5000)
+        ex = _Exchange(orders={"pdE0-a": {"status": "FILLED", "orderId": 9, "executedQty": "0.030",
+                                          "avgPrice": "100010"}},
+                       algos={"pdS0-a": {"algoStatus": "FINISHED"}},  # pdT0-a: the exchange never heard of it
+                       positions=[])
+        notes = await sync_rows(eng, ex, st, "acct")
+        await j2.flush(st)
+        assert sorted(ex.asked) == ["pdE0-a", "pdS0-a", "pdT0-a"]
+        orders, algos, positions = await st.latest_rows("acct")
+        by_id = {o.client_order_id: o for o in orders}
+        assert by_id["pdE0-a"].status is OrderStatus.FILLED and by_id["pdE0-a"].filled_qty == Decimal("0.03")
+        assert by_id["pdE0-a"].exchange_order_id == 9
+        states = {a.client_algo_id: a.status for a in algos}
+        assert states == {"pdS0-a": AlgoStatus.FINISHED, "pdT0-a": AlgoStatus.EXPIRED, "pdS0-old": AlgoStatus.CANCELED}
+        assert [(run, p.amount) for run, p in positions] == [("r2", Decimal(0))]
+        assert sorted(n.kind for n in notes) == ["algo_row_closed", "algo_row_closed", "order_row_closed", "position_row"]
+        events = await st.events("r2")
+        assert sum(e["kind"].startswith("reconcile.") for e in events) == 4
+
+        ex.asked.clear()
+        assert await sync_rows(eng, ex, st, "acct") == [] and ex.asked == []
+
+
+async def test_sync_rows_leaves_what_is_open_or_managed_and_waits_for_the_engine(tmp_path):
+    """An algo still resting on the exchange is left alone; a position the engine does not yet
+    agree with the exchange on is not written (events in flight); once it agrees, it is."""
+    from engine.backtest import build_engine
+    from engine.config import Settings
+    from engine.exchange.sim.matching import load_default_rules
+    from engine.restart import sync_rows
+
+    async with await Store.open(tmp_path / "db.sqlite") as st:
+        await st.start_run("r1", 0, "testnet", "x", "{}")
+        await st.set_run_account("r1", "acct")
+        j1 = Journal("r1")
+        j1.algo_order(_algo("pdS0-a"))
+        await j1.flush(st)
+        j2 = Journal("r1")
+        eng = build_engine(Settings(symbols=["BTCUSDT"]), load_default_rules(), run_id="r1", journal=j2)
+        ex = _Exchange({}, {}, positions=[_pos("0.03")], open_algos=[{"clientAlgoId": "pdS0-a"}])
+        assert await sync_rows(eng, ex, st, "acct") == [] and ex.asked == []
+        eng.positions[("BTCUSDT", PositionSide.BOTH)] = _pos("0.03", 2000)
+        [note] = await sync_rows(eng, ex, st, "acct")
+        await j2.flush(st)
+        assert note.kind == "position_row"
+        [(_run, p)] = (await st.latest_rows("acct"))[2]
+        assert p.amount == Decimal("0.03") and p.update_time_ms == 2000

@@ -1,0 +1,51 @@
+"""Startup waits out transient exchange failures (5xx, 429, 418 bans, clock skew) instead of exiting,
+and stops at once on a final answer (bad key, unknown symbol)."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.exchange.errors import AuthError, Banned, ExchangeError, RateLimited, TransientError, UnknownStatusError
+from engine.live import retry_startup
+
+
+class Flaky:
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    async def __call__(self):
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "answer"
+
+
+async def test_transient_failures_are_retried_until_the_exchange_answers():
+    call = Flaky(TransientError(-1001, "disconnected", 503), UnknownStatusError(0, "timeout", 0),
+                 RateLimited(-1003, "too many", 429, retry_after_s=0.0), ExchangeError(-1021, "ts outside", 400),
+                 ExchangeError(0, "bad gateway", 502), Banned(-1003, "banned", 418, until_ms=1_000))
+    assert await retry_startup(call, "positions", first_backoff_s=0, wall_ms=lambda: 2_000) == "answer"
+    assert call.calls == 7
+
+
+async def test_a_ban_is_waited_out_until_it_ends(monkeypatch):
+    waits: list[float] = []
+
+    async def no_sleep(s):
+        waits.append(s)
+
+    monkeypatch.setattr("engine.live.asyncio.sleep", no_sleep)
+    call = Flaky(Banned(-1003, "banned", 418, until_ms=12_000), RateLimited(-1003, "slow down", 429, retry_after_s=7))
+    assert await retry_startup(call, "account", first_backoff_s=0.5, wall_ms=lambda: 2_000) == "answer"
+    assert waits[0] >= 10.0  # the ban's end, not the 0.5 s backoff
+    assert waits[1] >= 7.0  # Retry-After
+
+
+@pytest.mark.parametrize("err", [AuthError(-2015, "Invalid API-key, IP, or permissions for action.", 401),
+                                 ExchangeError(-1121, "Invalid symbol.", 400)])
+async def test_final_answers_end_startup_at_once(err):
+    call = Flaky(err)
+    with pytest.raises(type(err)):
+        await retry_startup(call, "exchange info", first_backoff_s=0)
+    assert call.calls == 1
