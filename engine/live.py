@@ -24,7 +24,7 @@ from typing import Any
 from engine.backtest import SimRun
 from engine.core import Engine, execute_async
 from engine.model import Candle, MarkPrice
-from engine.restart import account_key, reconcile_at_startup, sync_rows
+from engine.restart import account_key, reconcile_at_startup, resolve_managed, sync_rows
 from engine.runtime import RunPaths, RuntimeBase
 
 log = logging.getLogger("engine.live")
@@ -316,8 +316,10 @@ class LiveRuntime(RuntimeBase):
                     eng.restore_fills(fills)
             self._fill_watermark_ms = max(self._fill_watermark_ms or 0, eng.clock.now_ms() - 5 * 60_000)
             if self.account is not None:
-                await sync_rows(eng, self.adapter, self.store, self.account, open_algos=algos,
-                                positions=positions)
+                orders = await self.adapter.open_orders()
+                await resolve_managed(eng, self.adapter, open_orders=orders, open_algos=algos)
+                await sync_rows(eng, self.adapter, self.store, self.account, open_orders=orders,
+                                open_algos=algos, positions=positions)
             self.reconciliations += 1
             self._kick()
             return True

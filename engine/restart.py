@@ -255,6 +255,65 @@ async def sync_rows(engine, adapter, store, account: str, *, open_orders: list[d
     return notes
 
 
+async def resolve_managed(engine, adapter, *, open_orders: list[dict], open_algos: list[dict],
+                          min_age_ms: int = 1_000) -> list[Correction]:
+    """Orders the engine still believes open (acknowledged, at least ``min_age_ms`` old) that the
+    exchange no longer lists as open: their events were lost (a dropped user stream, an expired
+    listenKey). Ask the exchange by client id and apply the final status as the order update the
+    stream should have brought (fills are recovered separately, from ``userTrades``). A close the
+    engine believes in flight forever would otherwise block the next close."""
+    from engine.events import ExAlgoUpdate, ExOrderUpdate
+
+    om = engine.orders
+    now = engine.clock.now_ms()
+    ex_orders = {str(o.get("clientOrderId")) for o in open_orders}
+    ex_algos = {str(a.get("clientAlgoId")) for a in open_algos}
+    notes: list[Correction] = []
+    stale_orders = [(cid, st) for cid, st in om.orders.items()
+                    if st.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED) and cid not in ex_orders
+                    and st.updated_ms <= now - min_age_ms]
+    for cid, st in stale_orders:
+        try:
+            row = await adapter.query_order(st.req.symbol, cid)
+            status = OrderStatus(str(row.get("status")))
+        except (ExchangeError, ValueError):
+            continue
+        if status.is_open or not om.orders[cid].status.is_open:
+            continue
+        r = st.req
+        engine.on_exchange_event(ExOrderUpdate(
+            symbol=r.symbol, client_order_id=cid, exchange_order_id=int(row.get("orderId") or st.exchange_order_id or 0),
+            side=r.side, type=r.type, orig_type=r.type, status=status, exec_type="RECONCILED",
+            quantity=r.quantity, filled_qty=_dec(row.get("executedQty"), st.filled_qty),
+            avg_price=_dec(row.get("avgPrice"), st.avg_price), position_side=r.position_side,
+            reduce_only=r.reduce_only, close_position=False, time_ms=now))
+        notes.append(Correction("order_resolved", r.symbol, f"{r.symbol}: order {cid} believed {st.status.value}; "
+                                f"the exchange says {status.value} (its update was lost)", {"client_id": cid}))
+    final_algo = (AlgoStatus.FINISHED, AlgoStatus.CANCELED, AlgoStatus.EXPIRED, AlgoStatus.REJECTED)
+    stale_algos = [(cid, st) for cid, st in om.algos.items()
+                   if st.status is AlgoStatus.NEW and cid not in ex_algos and st.updated_ms <= now - min_age_ms]
+    for cid, st in stale_algos:
+        try:
+            row = await adapter.query_algo_order(cid)
+            status = AlgoStatus(str(row.get("algoStatus")))
+        except (ExchangeError, ValueError):
+            continue
+        if status not in final_algo or not om.algos[cid].status.is_open:
+            continue
+        r = st.req
+        actual = str(row.get("actualOrderId") or "")
+        engine.on_exchange_event(ExAlgoUpdate(
+            symbol=r.symbol, client_algo_id=cid, algo_id=int(row.get("algoId") or st.algo_id or 0), type=r.type,
+            side=r.side, position_side=r.position_side, status=status, trigger_price=r.trigger_price,
+            actual_order_id=int(actual) if actual.isdigit() and int(actual) else None,
+            close_position=r.close_position, time_ms=now))
+        notes.append(Correction("algo_resolved", r.symbol, f"{r.symbol}: algo order {cid} believed NEW; "
+                                f"the exchange says {status.value} (its update was lost)", {"client_id": cid}))
+    if notes:
+        engine._record_corrections(notes)
+    return notes
+
+
 def intent_payload(engine, req: Any, kind: str) -> dict:
     """What a restart needs to know about an order request sent before it died."""
     d: dict[str, Any] = {"position_side": req.position_side.value, "side": req.side.value, "type": req.type.value,

@@ -1044,6 +1044,12 @@ class OrderManager:
             return
         if st.req.purpose in (OrderPurpose.STOP_LOSS, OrderPurpose.BREAK_EVEN_STOP) or (
                 st.req.purpose is OrderPurpose.TRAILING_STOP and st.req.close_position):
+            if br is not None and br.stop_client_id not in (None, caid) and self.is_protected(key):
+                # a replacement whose move was no longer tracked as pending (e.g. re-sent after an
+                # unknown status): the stop it was to replace still rests, so nothing is bare
+                log.warning("%s: replacement stop %s rejected (%s); the stop %s at %s stays", key[0], caid, err,
+                            br.stop_client_id, br.stop_price)
+                return
             self._protection_failed(key, f"stop order rejected ({err.code}: {err.msg})")
         else:
             log.warning("%s for %s rejected: %s (the stop still protects the position)", st.req.purpose.value, key[0],

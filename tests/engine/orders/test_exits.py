@@ -548,3 +548,30 @@ def test_no_second_entry_while_a_filled_position_is_not_reported_yet():
     assert [v for _, v, _ in verdicts] == ["accepted", "denied"]
     assert "entry already pending" in verdicts[1][2]
     assert len(entry_fills(run)) == 1
+
+
+def test_a_rejected_replacement_stop_never_unprotects_a_position_whose_stop_rests():
+    """-2021 for a stop replacement the bracket no longer tracks as pending (a reconciliation
+    replaced the stop meanwhile, or a resend after an unknown status): the resting stop stays and
+    nothing is closed. Without a resting stop the same rejection does close the position."""
+    from engine.exchange.errors import ExchangeError
+
+    seen = {}
+
+    def between(run, candle):
+        if index(candle.open_time_ms) != 12:
+            return
+        om = run.engine.orders
+        [br] = om.brackets.values()
+        old_stop = br.stop_client_id
+        om._move_stop(br, br.entry_price, OrderPurpose.BREAK_EVEN_STOP)
+        moved = br.pending_stop[0]
+        om.outbox.clear()  # never sent
+        br.pending_stop = None  # no longer tracked as the pending move
+        om.on_algo_rejected(moved, ExchangeError(-2021, "Order would immediately trigger."))
+        seen["failed"] = list(om.effects.protection_failed)
+        seen["stop"] = (br.stop_client_id == old_stop, om.is_protected(br.key), bool(om.outbox))
+
+    run = run_scenario(flat(20, 1.0), {9: LONG}, between=between, risk=risk(), exits=exits())
+    assert seen["failed"] == [] and seen["stop"] == (True, True, False)
+    assert run.engine.stats.protection_failures == 0

@@ -16,9 +16,9 @@ from decimal import Decimal
 from engine.backtest import build_engine
 from engine.config import Settings
 from engine.core import pump
-from engine.events import SwitchStrategy
-from engine.model import Direction, ExitReason, OrderPurpose, OrderType
-from engine.restart import fetch_missing_fills
+from engine.events import ExAlgoUpdate, ExOrderUpdate, SwitchStrategy
+from engine.model import Direction, ExitReason, OrderPurpose, OrderStatus, OrderType
+from engine.restart import fetch_missing_fills, resolve_managed
 from engine.state.reconcile import diff_running, plan_startup
 from tests.engine.orders.scenario import MIN, close_ms, exchange_position, flat, path, resting_stops, run_scenario
 from tests.engine.orders.scenario import Scripted
@@ -39,6 +39,12 @@ class SimAdapter:
 
     async def order_by_id(self, symbol, order_id):
         return self.sim.query_order({"symbol": symbol, "orderId": order_id})
+
+    async def query_order(self, symbol, cid):
+        return self.sim.query_order({"symbol": symbol, "origClientOrderId": cid})
+
+    async def query_algo_order(self, cid):
+        return self.sim.query_algo_order({"clientAlgoId": cid})
 
 
 def settings_for(**kw) -> Settings:
@@ -275,3 +281,54 @@ def test_timer_reconciliation_replaces_a_lost_stop_and_cancels_orphans():
     placed = [c.req for c in cmds if hasattr(c, "req")]
     assert [(r.type, r.close_position) for r in placed] == [(OrderType.STOP_MARKET, True)]
     assert placed[0].client_algo_id != stop["clientAlgoId"]
+
+
+class DropOrderEvents:
+    """Port wrapper: ORDER_TRADE_UPDATE and ALGO_UPDATE events of client ids with one of the
+    given prefixes never arrive (a dropped user stream)."""
+
+    def __init__(self, port, prefixes):
+        self.port, self.prefixes, self.dropped = port, tuple(prefixes), []
+
+    def drain_events(self):
+        out = []
+        for ev in self.port.drain_events():
+            cid = getattr(ev, "client_order_id", None) or getattr(ev, "client_algo_id", None)
+            if isinstance(ev, (ExOrderUpdate, ExAlgoUpdate)) and cid and cid.startswith(self.prefixes):
+                self.dropped.append(ev)
+                continue
+            out.append(ev)
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self.port, name)
+
+
+def test_lost_order_updates_are_resolved_by_asking_the_exchange():
+    """The break-even timeout's market close filled, and the take-profit it cancelled went, but
+    none of their updates arrived: the engine believes both still open, and would never send
+    another close under that purpose. The reconciliation asks the exchange by client id and
+    applies what the stream should have said."""
+    ports = {}
+
+    def wrap(port):
+        ports["p"] = DropOrderEvents(port, ("pdB", "pdT"))
+        return ports["p"]
+
+    run = run_scenario(flat(30, 1.0), {9: Direction.LONG}, port_wrapper=wrap, risk=RISK,
+                       exits={**NO_EXITS, "break_even_trigger_pct": 1, "break_even_timeout_s": 300})
+    om = run.engine.orders
+    assert ports["p"].dropped and exchange_position(run) == 0
+    believed = {c for c, st in om.orders.items() if st.status.is_open} | {c for c, st in om.algos.items()
+                                                                          if st.status.is_open}
+    assert any(c.startswith("pdB") for c in believed) and any(c.startswith("pdT") for c in believed)
+
+    adapter = SimAdapter(run.sim)
+    notes = asyncio.run(resolve_managed(run.engine, adapter, open_orders=run.sim.open_orders({}),
+                                        open_algos=run.sim.open_algo_orders({})))
+    assert {n.kind for n in notes} == {"order_resolved", "algo_resolved"}
+    assert not [c for c, st in om.orders.items() if st.status.is_open]
+    assert not [c for c, st in om.algos.items() if st.status.is_open]
+    close = next(st for c, st in om.orders.items() if c.startswith("pdB"))
+    assert close.status is OrderStatus.FILLED and close.filled_qty == Decimal("0.030")
+    assert asyncio.run(resolve_managed(run.engine, adapter, open_orders=[], open_algos=[])) == []
