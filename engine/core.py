@@ -821,6 +821,16 @@ class Engine:
         self._plans_sent = live
         return out
 
+    @property
+    def seen_fills(self) -> frozenset[tuple[str, int]]:
+        """(symbol, trade id) of every fill applied (or known from earlier runs): a fill seen again
+        is a duplicate."""
+        return frozenset(self._seen_fills)
+
+    def remember_fills(self, keys: Iterable[tuple[str, int]]) -> None:
+        """Fills an earlier run of this account recorded: a late duplicate of one is recognised."""
+        self._seen_fills.update(keys)
+
     def restore(self, sp: StartupPlan, *, unprotected: str = "protect", external: str = "ignore", restart: int = 1,
                 recovered_fills: Iterable[tuple[Fill, OrderPurpose]] = ()) -> list[Correction]:
         """Continue after a restart: restore stored plans and their open trades, put our

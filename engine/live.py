@@ -311,7 +311,7 @@ class LiveRuntime(RuntimeBase):
             since = self._fill_watermark_ms
             if since is not None:
                 symbols = set(self.adapter.symbols) | {p.symbol for p in positions}
-                fills = await fetch_missing_fills(self.adapter, symbols, since, eng._seen_fills)
+                fills = await fetch_missing_fills(self.adapter, symbols, since, eng.seen_fills)
                 if fills:
                     eng.restore_fills(fills)
             self._fill_watermark_ms = max(self._fill_watermark_ms or 0, eng.clock.now_ms() - 5 * 60_000)

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import logging
 from decimal import Decimal, InvalidOperation
+from collections.abc import Set as AbstractSet
 from typing import Any, Iterable
 
 from engine.exchange.binance.parse import parse_user_trade
@@ -67,7 +68,8 @@ def _plan_purposes(plans: Iterable[dict]) -> dict[str, OrderPurpose]:
     return out
 
 
-async def fetch_missing_fills(adapter, symbols: Iterable[str], since_ms: int, recorded: set[tuple[str, int]],
+async def fetch_missing_fills(adapter, symbols: Iterable[str], since_ms: int,
+                              recorded: AbstractSet[tuple[str, int]],
                               known: dict[str, OrderPurpose] | None = None) -> list[tuple[Fill, OrderPurpose]]:
     """Fills on the exchange since ``since_ms`` that are not in ``recorded``, oldest first, each
     with its order's client id and purpose (looked up by order id: a userTrades row names neither)."""
@@ -137,7 +139,7 @@ async def reconcile_at_startup(engine, adapter, store, *, account: str, run_id: 
     recovered: list[tuple[Fill, OrderPurpose]] = []
     if since is not None:
         recorded = await store.account_fill_keys(account, since)
-        engine._seen_fills |= recorded  # a late duplicate of an old fill is recognised
+        engine.remember_fills(recorded)
         symbols = set(settings.symbols) | {p.symbol for p in positions} | {r["symbol"] for r in plans}
         recovered = await fetch_missing_fills(adapter, symbols, since, recorded, _plan_purposes(plans))
     restart = await store.run_count(account)
