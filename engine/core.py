@@ -211,6 +211,8 @@ class Engine:
         self.funding_total = ZERO
         self._signal_reasons: dict[str, str] = {}
         self._seen_fills: set[tuple[str, int]] = set()
+        self.fill_window_start_ms: int | None = None
+        """Exchange ms from which fills were last fetched at startup (timer reconciliation goes on from it)."""
         self._plans_sent: dict = {}
         self.external_keys: set[tuple[str, PositionSide]] = set()
         """Positions opened outside perpdeck and left alone (shown, never traded against)."""

@@ -293,9 +293,12 @@ class LiveRuntime(RuntimeBase):
         from engine.restart import fetch_missing_fills
         from engine.state.reconcile import diff_running
 
+        from engine.restart import FILL_LOOKBACK_MS, FILL_MARK_SLACK_MS
+
         eng = self.engine
         rs = self.reconcile_settings
         for _ in range(attempts):
+            round_ms = eng.clock.now_ms()
             before = self._activity
             positions = [p for p in await self.adapter.positions() if p.amount != 0]
             algos = await self.adapter.open_algo_orders()
@@ -314,7 +317,11 @@ class LiveRuntime(RuntimeBase):
                 fills = await fetch_missing_fills(self.adapter, symbols, since, eng.seen_fills)
                 if fills:
                     eng.restore_fills(fills)
-            self._fill_watermark_ms = max(self._fill_watermark_ms or 0, eng.clock.now_ms() - 5 * 60_000)
+                if self.account is not None and self.run_.journal is not None:
+                    self.run_.journal.fills_complete(self.account, round_ms - FILL_MARK_SLACK_MS, round_ms)
+            # the next round fetches from just before this one: nothing falls between rounds,
+            # however fast exchange time runs (a replay) or however long a round took
+            self._fill_watermark_ms = max(self._fill_watermark_ms or 0, round_ms - FILL_LOOKBACK_MS)
             if self.account is not None:
                 orders = await self.adapter.open_orders()
                 await resolve_managed(eng, self.adapter, open_orders=orders, open_algos=algos)
@@ -595,7 +602,7 @@ async def run_live_session(
             if account is not None:
                 rt.account = account
                 rt.reconcile_settings = settings.reconcile
-                rt._fill_watermark_ms = engine.clock.now_ms() - 5 * 60_000 if engine.clock.now_ms() else None
+                rt._fill_watermark_ms = getattr(engine, "fill_window_start_ms", None)
                 rt._kick()  # protection decided at startup goes out before anything else
             async with ConsoleServices(rt, paths.state_dir, control=ctl_socket):
                 if on_runtime is not None:

@@ -39,7 +39,26 @@ from engine.state.reconcile import Correction, missing_fills, plan_startup
 log = logging.getLogger("engine.restart")
 
 FILL_LOOKBACK_MS = 60_000
-"""Fills are fetched from a minute before the newest one recorded (clock and ordering slack)."""
+"""Fills are fetched from a minute before the point up to which all are known (clock and ordering slack)."""
+FILL_MARK_SLACK_MS = 5_000
+"""A fetch up to exchange time T marks fills complete up to T minus this (a fill stamped just
+before T may not be listed yet)."""
+
+
+async def fill_window_start(store, account: str, intents: list[dict]) -> int | None:
+    """Exchange ms from which a starting run fetches the account's fills: a minute before the
+    point up to which every fill is known to be recorded (written by the last fetch of any run,
+    at startup or by a reconciliation round). Without that mark (a database from before it), a
+    minute before the newest recorded fill, or before the first stored intent; None when the
+    account has never traded here."""
+    mark = await store.fills_complete_ms(account)
+    if mark is not None:
+        return mark - FILL_LOOKBACK_MS
+    last = await store.last_fill_ms(account)
+    if last is not None:
+        return last - FILL_LOOKBACK_MS
+    starts = [i["created_ms"] for i in intents]
+    return min(starts) - FILL_LOOKBACK_MS if starts else None
 
 
 def account_key(endpoints, credentials) -> str:
@@ -133,15 +152,17 @@ async def reconcile_at_startup(engine, adapter, store, *, account: str, run_id: 
                       entry_intents=entry_intents, hedge=engine.params.position_mode is PositionMode.HEDGE)
     sp.corrections[:0] = notes
     await store.take_open_trades(account, run_id)
-    last = await store.last_fill_ms(account)
-    starts = [i["created_ms"] for i in intents]
-    since = (last - FILL_LOOKBACK_MS) if last is not None else (min(starts) - FILL_LOOKBACK_MS if starts else None)
+    since = await fill_window_start(store, account, intents)
     recovered: list[tuple[Fill, OrderPurpose]] = []
+    fetched_to = now
     if since is not None:
         recorded = await store.account_fill_keys(account, since)
         engine.remember_fills(recorded)
         symbols = set(settings.symbols) | {p.symbol for p in positions} | {r["symbol"] for r in plans}
         recovered = await fetch_missing_fills(adapter, symbols, since, recorded, _plan_purposes(plans))
+    if engine.journal is not None:  # written with the recovered fills, in one transaction
+        engine.journal.fills_complete(account, fetched_to - FILL_MARK_SLACK_MS, fetched_to)
+    engine.fill_window_start_ms = since if since is not None else fetched_to - FILL_LOOKBACK_MS
     restart = await store.run_count(account)
     notes = engine.restore(sp, unprotected=settings.reconcile.unprotected,
                            external=settings.reconcile.external_positions, restart=max(1, restart),

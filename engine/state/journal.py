@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 _LISTS = (
     "orders", "algo_orders", "fills", "positions", "signals", "trades", "candles", "funding",
-    "events", "plans",
+    "events", "plans", "fill_marks",
 )  # fmt: skip
 
 
@@ -47,12 +47,14 @@ class JournalBatch:
     events: list[dict] = field(default_factory=list)
     plans: list[dict] = field(default_factory=list)
     """``{account, symbol, position_side, payload_json (None = the position is closed), updated_ms}``."""
+    fill_marks: list[dict] = field(default_factory=list)
+    """``{account, fills_complete_ms, updated_ms}``: every fill up to that exchange time is recorded."""
 
     def __len__(self) -> int:
         return (
             len(self.orders) + len(self.algo_orders) + len(self.fills) + len(self.positions)
             + len(self.signals) + len(self.trades) + len(self.candles) + len(self.funding)
-            + len(self.events) + len(self.plans)
+            + len(self.events) + len(self.plans) + len(self.fill_marks)
         )  # fmt: skip
 
 
@@ -125,6 +127,11 @@ class Journal:
                 "data_json": None if data is None else dumps(data),
             }
         )
+
+    def fills_complete(self, account: str, up_to_ms: int, time_ms: int) -> None:
+        """Every fill of ``account`` up to exchange time ``up_to_ms`` is recorded (in this batch or
+        before it): a restart need not fetch older ones."""
+        self._batch.fill_marks.append({"account": account, "fills_complete_ms": int(up_to_ms), "updated_ms": time_ms})
 
     def plan(self, account: str, symbol: str, position_side: str, payload: dict | None, time_ms: int) -> None:
         """Record the management plan of an open position (``None``: it is closed; forget it)."""

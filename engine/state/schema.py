@@ -245,10 +245,22 @@ CREATE INDEX intents_by_state ON intents (account, state);
 CREATE INDEX fills_by_trade ON fills (symbol, trade_id);
 """
 
+# Version 3: per account, the exchange time up to which every fill is known to be recorded
+# (``fills_complete_ms``). A restart fetches the fills after it, however long ago the last recorded
+# fill was; written in the same transaction as the fills that complete it.
+_V3 = """
+CREATE TABLE accounts (
+    account            TEXT PRIMARY KEY,
+    fills_complete_ms  INTEGER NOT NULL,
+    updated_ms         INTEGER NOT NULL
+);
+"""
+
 #: Applied in order; ``MIGRATIONS[i]`` upgrades version ``i`` to ``i + 1``. Append only.
 MIGRATIONS: list[Migration] = [
     _V1,
     _V2,
+    _V3,
 ]
 
 #: The version this code writes and understands.

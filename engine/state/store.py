@@ -176,6 +176,11 @@ _SQL_EVENT = _insert("events", _EVENT_COLS)
 
 _SQL_PLAN = _upsert("plans", "account, symbol, position_side, run_id, payload_json, updated_ms",
                     ("account", "symbol", "position_side"))
+_SQL_FILL_MARK = (
+    "INSERT INTO accounts (account, fills_complete_ms, updated_ms) VALUES (?, ?, ?) "
+    "ON CONFLICT (account) DO UPDATE SET fills_complete_ms = MAX(fills_complete_ms, excluded.fills_complete_ms), "
+    "updated_ms = excluded.updated_ms"
+)
 _SQL_PLAN_DELETE = "DELETE FROM plans WHERE account = ? AND symbol = ? AND position_side = ?"
 
 #: Intent states. ``pending``: stored, maybe sent (a crash here leaves it unknown); ``acked``: the
@@ -456,6 +461,11 @@ class Store:
                 [_algo_from(r) for r in newest(algos, lambda r: r[1])],
                 [(r[0], _position_from(r)) for r in newest(positions, lambda r: (r[1], r[2]))])
 
+    async def fills_complete_ms(self, account: str) -> int | None:
+        """Exchange time up to which every fill of ``account`` is recorded (None: not known yet)."""
+        rows = await self._fetch("SELECT fills_complete_ms FROM accounts WHERE account = ?", (account,))
+        return int(rows[0][0]) if rows else None
+
     async def plans(self, account: str) -> list[dict]:
         """The stored management plans of ``account``'s open positions."""
         rows = await self._fetch(
@@ -594,6 +604,8 @@ class Store:
             else:
                 work.append((_SQL_PLAN, [(d["account"], d["symbol"], d["position_side"], run_id,
                                           d["payload_json"], int(d["updated_ms"]))]))
+        for d in batch.fill_marks:
+            work.append((_SQL_FILL_MARK, [(d["account"], d["fills_complete_ms"], d["updated_ms"])]))
         run_scoped = len(batch) - len(batch.candles)
         async with self._lock:
             db = self._db

@@ -193,9 +193,32 @@ class BinanceAdapter:
     async def positions(self) -> list[Position]:
         return _parsed(parse_position_risk, await self.rest.position_risk())
 
+    USER_TRADES_PAGE = 1000
+    """Rows per ``userTrades`` request (Binance's maximum)."""
+    USER_TRADES_WINDOW_MS = 7 * 86_400_000 - 1
+    """The longest time window one ``userTrades`` request may ask for."""
+
     async def user_trades(self, symbol: str, start_ms: int | None = None) -> list[dict]:
-        """``GET /fapi/v1/userTrades`` rows (fills) of ``symbol`` since ``start_ms``."""
-        return list(await self.rest.user_trades(symbol, start_ms) or [])
+        """``GET /fapi/v1/userTrades`` rows (fills) of ``symbol`` since ``start_ms`` (default: the
+        last 7 days), all of them, oldest first. Binance answers a time window with its newest
+        ``limit`` rows, so a full page is split in two halves until no page is full; windows are
+        at most 7 days long."""
+        now = self.rest.server_now_ms()
+        start = start_ms if start_ms is not None else now - self.USER_TRADES_WINDOW_MS
+        rows: dict[int, dict] = {}
+        while start <= now:
+            end = min(start + self.USER_TRADES_WINDOW_MS, now)
+            for r in await self._trades_window(symbol, start, end):
+                rows[int(r["id"])] = r
+            start = end + 1
+        return [rows[k] for k in sorted(rows)]
+
+    async def _trades_window(self, symbol: str, start: int, end: int) -> list[dict]:
+        page = list(await self.rest.user_trades(symbol, start, end, limit=self.USER_TRADES_PAGE) or [])
+        if len(page) < self.USER_TRADES_PAGE or end <= start:
+            return page
+        mid = (start + end) // 2
+        return await self._trades_window(symbol, start, mid) + await self._trades_window(symbol, mid + 1, end)
 
     async def order_by_id(self, symbol: str, order_id: int) -> dict:
         return dict(await self.rest.query_order_by_id(symbol, order_id))

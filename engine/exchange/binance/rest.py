@@ -527,9 +527,11 @@ class BinanceRest:
     async def balance(self) -> Any:
         return await self.call("GET", "/fapi/v3/balance", weight=5)
 
-    async def user_trades(self, symbol: str, start_ms: int | None = None, end_ms: int | None = None) -> Any:
+    async def user_trades(self, symbol: str, start_ms: int | None = None, end_ms: int | None = None, *,
+                          from_id: int | None = None, limit: int | None = None) -> Any:
         return await self.call("GET", "/fapi/v1/userTrades",
-                               {"symbol": symbol, "startTime": start_ms, "endTime": end_ms}, weight=5)
+                               {"symbol": symbol, "startTime": start_ms, "endTime": end_ms, "fromId": from_id,
+                                "limit": limit}, weight=5)
 
     async def klines(self, symbol: str, interval: str, start_ms: int | None = None, end_ms: int | None = None,
                      limit: int = 1500) -> Any:

@@ -255,3 +255,25 @@ async def test_user_stream_gap_is_reported_after_a_drop():
     assert ("user", "gap") in out["status"]
     assert ad.stream_status()["user"]["reconnects"] == 1
     await asyncio.sleep(0)
+
+
+async def test_user_trades_follows_every_page():
+    """Binance answers a time window with its newest ``limit`` rows: a full page is split until
+    none is full, so a restart that was down through many fills recovers all of them."""
+    from tests.engine.exchange.test_sim_matching import candle, make as make_sim, market
+
+    sim = make_sim("30000")
+    for minute in range(7):
+        sim.on_candle(candle(minute, "30000", "30000", "30000", "30000"))
+        market(sim, "BUY", "0.01")
+    router = Router({("GET", "/fapi/v1/userTrades"): lambda p: sim.user_trades(p),
+                     ("GET", "/fapi/v1/time"): lambda p: {"serverTime": sim.now_ms}})
+    ad = make(router)[0]
+    await ad.rest.sync_time()
+    ad.USER_TRADES_PAGE = 3
+    since = sim.all_fills()[0]["time"]
+    rows = await ad.user_trades("BTCUSDT", since)
+    assert [r["id"] for r in rows] == [f["id"] for f in sim.all_fills()] and len(rows) == 7
+    pages = router.sent("GET", "/fapi/v1/userTrades")
+    assert len(pages) > 1 and all(p["limit"] == 3 and p["endTime"] - p["startTime"] < 7 * 86_400_000
+                                  for p in pages)
