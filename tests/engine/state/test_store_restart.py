@@ -209,3 +209,26 @@ async def test_sync_rows_leaves_what_is_open_or_managed_and_waits_for_the_engine
         assert note.kind == "position_row"
         [(_run, p)] = (await st.latest_rows("acct"))[2]
         assert p.amount == Decimal("0.03") and p.update_time_ms == 2000
+
+
+async def test_fill_window_starts_at_the_fills_complete_mark_not_the_newest_fill(tmp_path):
+    """A fill missed long before the newest recorded one must still be fetched: the window starts
+    a minute before the account's fills-complete mark, which only ever moves forward."""
+    from engine.restart import FILL_LOOKBACK_MS, fill_window_start
+
+    async with await Store.open(tmp_path / "db.sqlite") as st:
+        await st.start_run("r1", 0, "testnet", "x", "{}")
+        await st.set_run_account("r1", "a")
+        assert await fill_window_start(st, "a", []) is None  # never traded
+        assert await fill_window_start(st, "a", [{"created_ms": 5_000}]) == 5_000 - FILL_LOOKBACK_MS
+        j = Journal("r1")
+        j.fill(_fill(1, 900_000))
+        await j.flush(st)
+        assert await fill_window_start(st, "a", []) == 900_000 - FILL_LOOKBACK_MS  # no mark yet
+        j.fills_complete("a", 300_000, 1)
+        await j.flush(st)
+        assert await fill_window_start(st, "a", []) == 300_000 - FILL_LOOKBACK_MS
+        j.fills_complete("a", 200_000, 2)  # an older mark never moves it back
+        j.fills_complete("b", 999_000, 2)
+        await j.flush(st)
+        assert await st.fills_complete_ms("a") == 300_000 and await st.fills_complete_ms("b") == 999_000
