@@ -314,7 +314,8 @@ class LiveRuntime(RuntimeBase):
             since = self._fill_watermark_ms
             if since is not None:
                 symbols = set(self.adapter.symbols) | {p.symbol for p in positions}
-                fills = await fetch_missing_fills(self.adapter, symbols, since, eng.seen_fills)
+                fills = await fetch_missing_fills(self.adapter, symbols, since, eng.seen_fills,
+                                                  until_ms=round_ms + FILL_MARK_SLACK_MS)
                 if fills:
                     eng.restore_fills(fills)
                 if self.account is not None and self.run_.journal is not None:
@@ -565,8 +566,8 @@ async def run_live_session(
         positions = await retry_startup(adapter.positions, "positions")
         engine.bootstrap(await retry_startup(adapter.account, "account"), positions)
         # exchange time: the server's clock live; a replay's clock is its data's (positions carry it)
-        engine.clock.advance(max((p.update_time_ms for p in positions), default=0) if replay or sim_parts
-                             else adapter.rest.server_now_ms())
+        engine.clock.advance(max(max((p.update_time_ms for p in positions), default=0), adapter.info_time_ms)
+                             if replay or sim_parts else adapter.rest.server_now_ms())
         if account is None:
             await retry_startup(lambda: cancel_stale_entries(adapter, ttl_ms=int(settings.execution.order_ttl_s) * 1000),
                                 "stale entry orders")

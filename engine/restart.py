@@ -89,14 +89,16 @@ def _plan_purposes(plans: Iterable[dict]) -> dict[str, OrderPurpose]:
 
 async def fetch_missing_fills(adapter, symbols: Iterable[str], since_ms: int,
                               recorded: AbstractSet[tuple[str, int]],
-                              known: dict[str, OrderPurpose] | None = None) -> list[tuple[Fill, OrderPurpose]]:
+                              known: dict[str, OrderPurpose] | None = None,
+                              until_ms: int | None = None) -> list[tuple[Fill, OrderPurpose]]:
     """Fills on the exchange since ``since_ms`` that are not in ``recorded``, oldest first, each
     with its order's client id and purpose (looked up by order id: a userTrades row names neither)."""
     known = known or {}
     out: list[tuple[Fill, OrderPurpose]] = []
     orders: dict[tuple[str, int], tuple[str, OrderType]] = {}
     for sym in sorted(set(symbols)):
-        rows = await adapter.user_trades(sym, since_ms)
+        rows = await (adapter.user_trades(sym, since_ms, until_ms) if until_ms is not None
+                      else adapter.user_trades(sym, since_ms))
         for row in missing_fills(rows, recorded):
             oid = int(row["orderId"])
             if (sym, oid) not in orders:
@@ -154,12 +156,15 @@ async def reconcile_at_startup(engine, adapter, store, *, account: str, run_id: 
     await store.take_open_trades(account, run_id)
     since = await fill_window_start(store, account, intents)
     recovered: list[tuple[Fill, OrderPurpose]] = []
-    fetched_to = now
-    if since is not None:
+    # exchange time now: the server's clock live; a local replay's clock is its exchangeInfo's
+    # serverTime (its /time answers wall time, for request signing)
+    fetched_to = max(engine.clock.now_ms(), int(getattr(adapter, "info_time_ms", 0) or 0))
+    if since is not None and since < fetched_to:
         recorded = await store.account_fill_keys(account, since)
         engine.remember_fills(recorded)
         symbols = set(settings.symbols) | {p.symbol for p in positions} | {r["symbol"] for r in plans}
-        recovered = await fetch_missing_fills(adapter, symbols, since, recorded, _plan_purposes(plans))
+        recovered = await fetch_missing_fills(adapter, symbols, since, recorded, _plan_purposes(plans),
+                                              until_ms=fetched_to + FILL_MARK_SLACK_MS)
     if engine.journal is not None:  # written with the recovered fills, in one transaction
         engine.journal.fills_complete(account, fetched_to - FILL_MARK_SLACK_MS, fetched_to)
     engine.fill_window_start_ms = since if since is not None else fetched_to - FILL_LOOKBACK_MS

@@ -83,6 +83,8 @@ class BinanceAdapter:
         await self.rest.sync_time()
         info = await self.rest.exchange_info()
         self.rest.limits.apply_exchange_info(info)
+        if isinstance(info, Mapping) and info.get("serverTime"):
+            self.info_time_ms = int(info["serverTime"])
         rules = parse_exchange_info(info)
         brackets = parse_leverage_brackets(await self.rest.leverage_brackets())
         missing = [s for s in self.symbols if s not in rules]
@@ -198,12 +200,15 @@ class BinanceAdapter:
     USER_TRADES_WINDOW_MS = 7 * 86_400_000 - 1
     """The longest time window one ``userTrades`` request may ask for."""
 
-    async def user_trades(self, symbol: str, start_ms: int | None = None) -> list[dict]:
-        """``GET /fapi/v1/userTrades`` rows (fills) of ``symbol`` since ``start_ms`` (default: the
-        last 7 days), all of them, oldest first. Binance answers a time window with its newest
-        ``limit`` rows, so a full page is split in two halves until no page is full; windows are
-        at most 7 days long."""
-        now = self.rest.server_now_ms()
+    info_time_ms: int = 0
+    """``serverTime`` of the exchangeInfo loaded at start: exchange time (a local replay's clock)."""
+
+    async def user_trades(self, symbol: str, start_ms: int | None = None, end_ms: int | None = None) -> list[dict]:
+        """``GET /fapi/v1/userTrades`` rows (fills) of ``symbol`` from ``start_ms`` (default: 7 days
+        before ``end_ms``) to ``end_ms`` (default: the server's clock), all of them, oldest first.
+        Binance answers a time window with its newest ``limit`` rows, so a full page is split in
+        two halves until no page is full; windows are at most 7 days long."""
+        now = end_ms if end_ms is not None else self.rest.server_now_ms()
         start = start_ms if start_ms is not None else now - self.USER_TRADES_WINDOW_MS
         rows: dict[int, dict] = {}
         while start <= now:
