@@ -848,6 +848,7 @@ class Engine:
         for key, payload in sp.dropped_plans:
             if payload.get("trade"):
                 self.trades.restore(trade_from_dict(payload["trade"]))
+            self._plans_sent[key] = payload  # its stored row is replaced or deleted by the next flush
         for key, payload, p in sp.restore:
             br = bracket_from_dict(payload["bracket"])
             if payload.get("entry_reason"):

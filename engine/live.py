@@ -65,6 +65,9 @@ class LiveRuntime(RuntimeBase):
         self.account: str | None = None  # set when plans and intents are kept (a restart can continue)
         self._reconcile_now = asyncio.Event()
         self._reconcile_why = ""
+        self._round_skipped = False
+        self.busy_retry_s = 2.0
+        """A round that left symbols out (a request in flight) is followed by another this soon."""
         self.reconcile_delay_s = 0.5
         """A reconnect's reconciliation waits this long so the events it brings come first."""
         self.reconcile_settings = None  # [reconcile] settings; None = no timer reconciliation
@@ -272,8 +275,9 @@ class LiveRuntime(RuntimeBase):
 
         interval = float(self.reconcile_settings.interval_s)
         while True:
+            wait = min(interval, self.busy_retry_s) if self._round_skipped else interval
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._reconcile_now.wait(), timeout=interval)
+                await asyncio.wait_for(self._reconcile_now.wait(), timeout=wait)
             if self._reconcile_now.is_set():
                 self._reconcile_now.clear()
                 await asyncio.sleep(self.reconcile_delay_s)  # let the events of a reconnect arrive first
@@ -290,27 +294,34 @@ class LiveRuntime(RuntimeBase):
         """Compare the engine with the exchange and correct it. A round during which events arrived
         or commands ran is retried (its snapshot may be older than what the engine knows)."""
         from engine.model import PositionMode
-        from engine.restart import fetch_missing_fills
+        from engine.restart import FILL_LOOKBACK_MS, FILL_MARK_SLACK_MS, fetch_missing_fills
         from engine.state.reconcile import diff_running
-
-        from engine.restart import FILL_LOOKBACK_MS, FILL_MARK_SLACK_MS
 
         eng = self.engine
         rs = self.reconcile_settings
         for _ in range(attempts):
             round_ms = eng.clock.now_ms()
             before = self._activity
+            busy = set(self._workers)  # symbols with a request out: their state is in motion
             positions = [p for p in await self.adapter.positions() if p.amount != 0]
             algos = await self.adapter.open_algo_orders()
-            if self._activity != before or self._workers:
+            busy |= set(self._workers)
+            if self._activity != before:
                 await asyncio.sleep(0.05)
                 continue
+            # A symbol with a request in flight (a stalled POST can take the full timeout) is left
+            # for the next round; every other symbol is reconciled now.
+            free_pos = [p for p in positions if p.symbol not in busy]
+            free_algos = [a for a in algos if str(a.get("symbol")) not in busy]
             inflight = [c for _s, c, is_algo in eng.orders.inflight(eng.clock.now_ms()) if is_algo]
-            diff = diff_running(engine_amounts={k: p.amount for k, p in eng.positions.items() if p.amount},
-                                believed_stops=eng.believed_stops(), managed=list(eng.orders.brackets),
-                                known_external=eng.external_keys, positions=positions, open_algos=algos,
+            diff = diff_running(engine_amounts={k: p.amount for k, p in eng.positions.items()
+                                                if p.amount and k[0] not in busy},
+                                believed_stops={k: v for k, v in eng.believed_stops().items() if k[0] not in busy},
+                                managed=[k for k in eng.orders.brackets if k[0] not in busy],
+                                known_external=eng.external_keys, positions=free_pos, open_algos=free_algos,
                                 inflight_algos=inflight, hedge=eng.params.position_mode is PositionMode.HEDGE)
-            eng.apply_running_diff(diff, positions, external=rs.external_positions)
+            eng.apply_running_diff(diff, free_pos, external=rs.external_positions)
+            self._round_skipped = bool(busy)
             since = self._fill_watermark_ms
             if since is not None:
                 symbols = set(self.adapter.symbols) | {p.symbol for p in positions}
@@ -325,9 +336,10 @@ class LiveRuntime(RuntimeBase):
             self._fill_watermark_ms = max(self._fill_watermark_ms or 0, round_ms - FILL_LOOKBACK_MS)
             if self.account is not None:
                 orders = await self.adapter.open_orders()
-                await resolve_managed(eng, self.adapter, open_orders=orders, open_algos=algos)
+                busy |= set(self._workers)
+                await resolve_managed(eng, self.adapter, open_orders=orders, open_algos=algos, skip_symbols=busy)
                 await sync_rows(eng, self.adapter, self.store, self.account, open_orders=orders,
-                                open_algos=algos, positions=positions)
+                                open_algos=algos, positions=positions, skip_symbols=busy)
             self.reconciliations += 1
             self._kick()
             return True

@@ -188,8 +188,8 @@ def _dec(v: Any, default: Decimal) -> Decimal:
 
 
 async def sync_rows(engine, adapter, store, account: str, *, open_orders: list[dict] | None = None,
-                    open_algos: list[dict] | None = None,
-                    positions: list[Position] | None = None) -> list[Correction]:
+                    open_algos: list[dict] | None = None, positions: list[Position] | None = None,
+                    skip_symbols: AbstractSet[str] = frozenset()) -> list[Correction]:
     """Bring the database's newest rows of ``account`` to the exchange's truth, for everything the
     running engine does not manage itself, and write the result as rows of the current run.
 
@@ -214,6 +214,11 @@ async def sync_rows(engine, adapter, store, account: str, *, open_orders: list[d
     ex_orders = {str(o.get("clientOrderId")) for o in open_orders}
     ex_algos = {str(a.get("clientAlgoId")) for a in open_algos}
     rows_o, rows_a, rows_p = await store.latest_rows(account)
+    if skip_symbols:  # a request in flight on these: the next round looks again
+        rows_o = [o for o in rows_o if o.symbol not in skip_symbols]
+        rows_a = [a for a in rows_a if a.symbol not in skip_symbols]
+        rows_p = [(r, p) for r, p in rows_p if p.symbol not in skip_symbols]
+        positions = [p for p in positions if p.symbol not in skip_symbols]
     notes: list[Correction] = []
     for o in rows_o:
         cid = o.client_order_id
@@ -284,7 +289,7 @@ async def sync_rows(engine, adapter, store, account: str, *, open_orders: list[d
 
 
 async def resolve_managed(engine, adapter, *, open_orders: list[dict], open_algos: list[dict],
-                          min_age_ms: int = 1_000) -> list[Correction]:
+                          min_age_ms: int = 1_000, skip_symbols: AbstractSet[str] = frozenset()) -> list[Correction]:
     """Orders the engine still believes open (acknowledged, at least ``min_age_ms`` old) that the
     exchange no longer lists as open: their events were lost (a dropped user stream, an expired
     listenKey). Ask the exchange by client id and apply the final status as the order update the
@@ -299,7 +304,7 @@ async def resolve_managed(engine, adapter, *, open_orders: list[dict], open_algo
     notes: list[Correction] = []
     stale_orders = [(cid, st) for cid, st in om.orders.items()
                     if st.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED) and cid not in ex_orders
-                    and st.updated_ms <= now - min_age_ms]
+                    and st.updated_ms <= now - min_age_ms and st.req.symbol not in skip_symbols]
     for cid, st in stale_orders:
         try:
             row = await adapter.query_order(st.req.symbol, cid)
@@ -319,7 +324,8 @@ async def resolve_managed(engine, adapter, *, open_orders: list[dict], open_algo
                                 f"the exchange says {status.value} (its update was lost)", {"client_id": cid}))
     final_algo = (AlgoStatus.FINISHED, AlgoStatus.CANCELED, AlgoStatus.EXPIRED, AlgoStatus.REJECTED)
     stale_algos = [(cid, st) for cid, st in om.algos.items()
-                   if st.status is AlgoStatus.NEW and cid not in ex_algos and st.updated_ms <= now - min_age_ms]
+                   if st.status is AlgoStatus.NEW and cid not in ex_algos and st.updated_ms <= now - min_age_ms
+                   and st.req.symbol not in skip_symbols]
     for cid, st in stale_algos:
         try:
             row = await adapter.query_algo_order(cid)

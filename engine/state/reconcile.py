@@ -74,6 +74,24 @@ def _algo_key(row: dict, hedge: bool) -> Key:
     return (sym, ps if hedge else PositionSide.BOTH)
 
 
+def _stale_plan(plan: dict, p: Position, intent: dict | None) -> str:
+    """Why a stored plan does not belong to the position found (empty: it does). A plan is only
+    continued on the position it was made for: same direction, and no entry of ours for another
+    signal sent after it opened (one position per key at a time, so that entry made the position
+    now held, after the planned one ended while no process was listening)."""
+    br = plan.get("bracket") or {}
+    direction = br.get("direction")
+    if direction in ("LONG", "SHORT") and p.position_side is PositionSide.BOTH:
+        if (p.amount > 0) != (direction == "LONG"):
+            return f"it is {direction} and the position is {p.amount}"
+    if intent is not None:
+        sig = (intent.get("payload") or {}).get("signal_id")
+        opened = br.get("opened_ms") or 0
+        if sig and sig != br.get("signal_id") and intent.get("created_ms", 0) > opened:
+            return f"entry {intent.get('client_id')} of another signal was sent after it opened"
+    return ""
+
+
 def plan_startup(
     *,
     positions: Iterable[Position],
@@ -102,6 +120,14 @@ def plan_startup(
             out.resting[caid] = row
     for key, p in sorted(pos.items()):
         plan = by_plan.get(key)
+        stale = _stale_plan(plan, p, latest_intent.get(key)) if plan is not None else ""
+        if stale:
+            by_plan.pop(key)
+            out.dropped_plans.append((key, plan))
+            out.corrections.append(Correction("plan_stale", key[0], f"{key[0]} {key[1].value}: stored plan of "
+                                              f"signal {plan['bracket'].get('signal_id')} not continued: {stale}",
+                                              {"position_side": key[1].value}))
+            plan = None
         if plan is not None:
             out.restore.append((key, plan, p))
             out.corrections.append(Correction("plan_restored", key[0],
