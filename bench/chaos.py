@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -47,6 +48,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, default=None, help="where state directories go (default: temp)")
     p.add_argument("--keep", action="store_true", help="keep every run's state directory")
     p.add_argument("--json", type=Path, default=None, help="also write every result as JSON to this file")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at once, each in its own process with its own exchange and engine (default 1; "
+                        "keep it at most a third of the cores so timing stays honest)")
     p.add_argument("-v", "--verbose", action="store_true", help="print progress (kills, restarts)")
     a = p.parse_args(argv)
     bad = sorted(set(k for k in a.faults.split(",") if k) - set(FAULT_KINDS))
@@ -122,23 +126,52 @@ def _as_json(r: RunResult) -> dict:
     }
 
 
-async def main_async(a: argparse.Namespace) -> int:
-    cfg = ChaosConfig(minutes=a.minutes, speed=a.speed, kills=a.kills, entry_kills=a.entry_kills,
-                      faults_per_min=a.faults_per_min, fault_kinds=tuple(k for k in a.faults.split(",") if k),
-                      protect_limit_s=a.protect_limit, hedge=a.hedge, workdir=a.workdir, keep=a.keep,
-                      log=(lambda s: print(s, flush=True)) if a.verbose else None)
+def _config(a: argparse.Namespace) -> ChaosConfig:
+    return ChaosConfig(minutes=a.minutes, speed=a.speed, kills=a.kills, entry_kills=a.entry_kills,
+                       faults_per_min=a.faults_per_min, fault_kinds=tuple(k for k in a.faults.split(",") if k),
+                       protect_limit_s=a.protect_limit, hedge=a.hedge, workdir=a.workdir, keep=a.keep,
+                       log=(lambda s: print(s, flush=True)) if a.verbose else None)
+
+
+def _one_run(a: argparse.Namespace, seed: int) -> RunResult:
+    """One run in a worker process (``--jobs``): its own event loop, exchange and engine."""
+    cfg = _config(a)
+    cfg.log = None
     market_data()
-    results = []
-    for i in range(a.runs):
-        seed = a.seed + i
-        r = await run_once(seed, cfg)
-        results.append(r)
-        bi = r.by_invariant()
-        print(f"run {i + 1}/{a.runs} seed {seed}: {r.wall_s:.0f} s, {r.restarts} restarts, "
-              f"{sum(r.injected.values()) - r.injected.get('kill', 0) - r.injected.get('arm_entry_kill', 0)} faults, "
-              f"violations " + (", ".join(f"inv{k}={v}" for k, v in sorted(bi.items())) or "none"), flush=True)
+    return asyncio.run(run_once(seed, cfg))
+
+
+def _progress(i: int, n: int, r: RunResult) -> None:
+    bi = r.by_invariant()
+    print(f"run {i}/{n} seed {r.seed}: {r.wall_s:.0f} s, {r.restarts} restarts, "
+          f"{sum(r.injected.values()) - r.injected.get('kill', 0) - r.injected.get('arm_entry_kill', 0)} faults, "
+          f"violations " + (", ".join(f"inv{k}={v}" for k, v in sorted(bi.items())) or "none"), flush=True)
+
+
+async def main_async(a: argparse.Namespace) -> int:
+    cfg = _config(a)
+    t0 = time.monotonic()
+    results: list[RunResult] = []
+    seeds = [a.seed + i for i in range(a.runs)]
+    if a.jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=a.jobs) as pool:
+            futs = [pool.submit(_one_run, a, seed) for seed in seeds]
+            for n, fut in enumerate(as_completed(futs), 1):
+                r = fut.result()
+                results.append(r)
+                _progress(n, a.runs, r)
+        results.sort(key=lambda r: r.seed)
+    else:
+        market_data()
+        for i, seed in enumerate(seeds):
+            r = await run_once(seed, cfg)
+            results.append(r)
+            _progress(i + 1, a.runs, r)
     print()
     print(summary(results, cfg))
+    print(f"\n  wall time         {time.monotonic() - t0:.0f} s ({a.jobs} at once)")
     if a.json:
         a.json.write_text(json.dumps([_as_json(r) for r in results], indent=1, default=str))
     return 1 if any(r.violations for r in results) else 0

@@ -65,6 +65,16 @@ class RuntimeBase:
         """Queue an operator command (Halt, Resume, FlattenAll, SwitchStrategy)."""
         self.commands.put_nowait(command)
 
+    def process_signal(self, message_type: object, message_id: object, symbol: object,
+                       data: object = None) -> None:
+        """Hand an external signal (note 002: 110 Alpha, 112 FOMO intensified, 113 FOMO) to every
+        strategy that takes them, between candles, stamped with the engine's event clock. What
+        became of it is logged and published on the engine's bus as ``ExternalSignalIngested``
+        (a bad field is reported there, never raised). Call it from the session's event loop."""
+        from engine.events import IngestSignal
+
+        self.submit(IngestSignal(message_type, message_id, symbol, data, source="python"))
+
     # -- emergency flatten ------------------------------------------------------------------------
 
     flatten_report = None  # FlattenReport of the last flatten (for the console and ctl)
@@ -241,6 +251,9 @@ class RuntimeBase:
             for t in aux:
                 t.cancel()
             await asyncio.gather(*aux, return_exceptions=True)
+            dropped = self.run_.engine.orders.abandon_unsent()
+            if dropped:
+                log.warning("stopping: %d request(s) waiting to be resent were not sent", dropped)
             await self._flush()
             self.write_heartbeat()
         return summarize(self.run_, extra=self.summary_extra())

@@ -1252,6 +1252,7 @@ class OrderManager:
         st = _AlgoState(req=req, status=AlgoStatus.NEW, created_ms=int(row.get("createTime") or now),
                         updated_ms=now, algo_id=int(row["algoId"]) if row.get("algoId") is not None else None)
         self.algos[caid] = st
+        self._record_algo(st)  # this run's row: the one that placed it may have died before writing its own
         return caid
 
     def restore_bracket(self, br: Bracket, amount: Decimal, resting: dict[str, dict], *, restart: int,
@@ -1375,6 +1376,31 @@ class OrderManager:
         if br.entry_price > 0:
             self._protect(br, br.entry_price)
         return True
+
+    def abandon_unsent(self, reason: str = "not sent: stopped while waiting to resend") -> int:
+        """The process is stopping: requests queued for a resend (or never taken from the outbox)
+        will not go out. Their orders are recorded EXPIRED with ``reason`` so the database does not
+        show them open; a restart continues the plan (and sends a new close if one is still due)."""
+        queued = [c for _w, c in self._retries] + list(self.outbox)
+        self._retries.clear()
+        self.outbox.clear()
+        n = 0
+        for cmd in queued:
+            if isinstance(cmd, SubmitOrder):
+                st = self.orders.get(cmd.req.client_order_id)
+                if st is not None and st.status is OrderStatus.PENDING_NEW:
+                    self._set_order_status(st, OrderStatus.EXPIRED)
+                    st.reject_reason, st.updated_ms = reason, self.clock.now_ms()
+                    self._record_order(st)
+                    n += 1
+            elif isinstance(cmd, SubmitAlgoOrder):
+                ast = self.algos.get(cmd.req.client_algo_id)
+                if ast is not None and ast.status is AlgoStatus.PENDING_NEW:
+                    self._set_algo_status(ast, AlgoStatus.EXPIRED)
+                    ast.reject_reason, ast.updated_ms = reason, self.clock.now_ms()
+                    self._record_algo(ast)
+                    n += 1
+        return n
 
     def inflight(self, older_than_ms: int) -> list[tuple[str, str, bool]]:
         """(symbol, client id, is_algo) of orders sent but not acknowledged before ``older_than_ms``."""

@@ -575,3 +575,27 @@ def test_a_rejected_replacement_stop_never_unprotects_a_position_whose_stop_rest
     run = run_scenario(flat(20, 1.0), {9: LONG}, between=between, risk=risk(), exits=exits())
     assert seen["failed"] == [] and seen["stop"] == (True, True, False)
     assert run.engine.stats.protection_failures == 0
+
+
+def test_stopping_records_requests_waiting_for_a_resend_as_not_sent():
+    """A graceful stop while a close waits for its resend: the order is recorded EXPIRED (not
+    sent), never left PENDING_NEW in the database as if it were on its way."""
+    ports, seen = {}, {}
+
+    def wrap(port):
+        ports["p"] = FailingPlacements(port, {OrderPurpose.BREAK_EVEN_TIMEOUT}, times=1000)
+        return ports["p"]
+
+    def between(run, candle):
+        om = run.engine.orders
+        if "n" not in seen and any(c.startswith("pdB") for c in om.orders):
+            seen["n"] = om.abandon_unsent()
+            seen["close"] = next(st for c, st in om.orders.items() if c.startswith("pdB"))
+            seen["rows"] = [o for o in run.journal._batch.orders if o.client_order_id.startswith("pdB")]
+
+    run_scenario(flat(30, 1.0), {9: LONG}, port_wrapper=wrap, between=between, risk=risk(),
+                 exits=exits(break_even_trigger_pct=1, break_even_timeout_s=300),
+                 execution={"retry_attempts": 2, "retry_backoff_s": 30})
+    assert seen["n"] == 1
+    assert seen["close"].status is OrderStatus.EXPIRED and "not sent" in seen["close"].reject_reason
+    assert seen["rows"][-1].status is OrderStatus.EXPIRED
