@@ -12,7 +12,7 @@ enter at its close). The asyncio runtime calls :func:`step` with exactly the sam
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -152,8 +152,9 @@ def build_engine(settings, rules, *, run_id: str, journal=None, bus=None, strict
         raise StrategyError(f"active_strategy: unknown strategy {settings.active_strategy!r}; "
                             f"expected one of {sorted(available())}")
     strategies = {}
-    for name in available():
-        strategies[name] = build_strategy(name, dict(settings.strategies.get(name, {})))
+    for name in available():  # composites build their members with the members' own overrides
+        strategies[name] = build_strategy(name, dict(settings.strategies.get(name, {})),
+                                          member_params=settings.strategies)
     risk = settings.risk
     params = EngineParams(
         leverage=int(settings.leverage),
@@ -312,3 +313,114 @@ def format_summary(s: dict[str, Any]) -> str:
         if key in s:
             lines.append(f"  {label:<18} {s[key]}")
     return "\n".join(lines)
+
+
+# -- the backtest command -----------------------------------------------------------------------
+
+#: Guard rules that halt until an operator resumes: a backtest would stop trading for good at the
+#: first losing streak, so ``perpdeck backtest`` turns them off unless asked to keep them.
+OPERATOR_HALTS = {"max_consecutive_losses": 0, "strategy_loss_limit_pct": 0}
+
+
+@dataclass
+class BacktestResult:
+    """One strategy's backtest: the ``perpdeck report`` figures, its signals, one summary per period."""
+
+    strategy: str
+    summaries: list[dict[str, Any]]  # one per contiguous period (see :func:`contiguous_periods`)
+    report: Any  # engine.state.report.Report over every period's trades
+    signals: dict[str, dict[str, int]]  # by Signal.strategy: {"signals", "accepted", "denied"}
+    wall_s: float
+
+
+def contiguous_periods(files: Sequence[KlineFile], max_gap_ms: int = 86_400_000) -> list[list[KlineFile]]:
+    """The files grouped into periods whose time ranges overlap or lie at most ``max_gap_ms`` apart,
+    in time order. A backtest runs each period from a fresh account, so no position is ever carried
+    across a gap in the data (a stop would trigger at a price from months later)."""
+    spans = sorted((f.candles[0].open_time_ms, f.candles[-1].open_time_ms, i) for i, f in enumerate(files) if f.candles)
+    groups: list[list[KlineFile]] = []
+    end = None
+    for first, last, i in spans:
+        if end is None or first > end + max_gap_ms:
+            groups.append([])
+            end = last
+        groups[-1].append(files[i])
+        end = max(end, last)
+    return groups
+
+
+def select_candles(files: Sequence[KlineFile], *, date_from: dt.date | None = None, date_to: dt.date | None = None,
+                   symbols: Sequence[str] | None = None) -> list[KlineFile]:
+    """``files`` restricted to ``symbols`` and to candles opening on the UTC days ``date_from`` …
+    ``date_to`` (inclusive); files left without candles are dropped."""
+    lo = _day_ms(date_from) if date_from is not None else None
+    hi = _day_ms(date_to + dt.timedelta(days=1)) if date_to is not None else None
+    wanted = {s.upper() for s in symbols} if symbols else None
+    out = []
+    for f in files:
+        if wanted is not None and f.symbol not in wanted:
+            continue
+        candles = f.candles
+        if lo is not None or hi is not None:
+            candles = tuple(c for c in candles if (lo is None or c.open_time_ms >= lo)
+                            and (hi is None or c.open_time_ms < hi))
+        if candles:
+            out.append(KlineFile(f.symbol, f.path, candles))
+    return out
+
+
+def _day_ms(d: dt.date) -> int:
+    return (d - dt.date(1970, 1, 1)).days * 86_400_000
+
+
+def backtest_settings(settings, strategy: str, files: Sequence[KlineFile], *, operator_halts: bool = False):
+    """The settings one backtest runs with: ``strategy`` active, the files' symbols traded, and (unless
+    ``operator_halts``) the halts that wait for an operator turned off (:data:`OPERATOR_HALTS`)."""
+    update: dict[str, Any] = {"active_strategy": strategy, "symbols": sorted({f.symbol for f in files})}
+    if not operator_halts:
+        update["risk"] = settings.risk.model_copy(update=OPERATOR_HALTS)
+    return settings.model_copy(update=update)
+
+
+def run_backtest(settings, strategy: str, files: Sequence[KlineFile],
+                 funding: dict[str, dict[int, Decimal]] | None = None, *, operator_halts: bool = False,
+                 run_id: str | None = None) -> BacktestResult:
+    """Drive the pipeline over ``files`` with ``strategy`` active in the tight loop (no sockets, no
+    database) — each contiguous period from a fresh account — and compute the ``perpdeck report``
+    figures from all their trades (return % on one starting balance)."""
+    import time
+
+    from engine.bus import Bus
+    from engine.events import SignalJudged
+    from engine.state.report import build_report
+
+    counts: dict[str, dict[str, int]] = {}
+
+    def judged(ev: SignalJudged) -> None:
+        rec = ev.record
+        c = counts.setdefault(rec.signal.strategy, {"signals": 0, "accepted": 0, "denied": 0})
+        c["signals"] += 1
+        c[rec.verdict.value] += 1
+
+    run_id = run_id or f"backtest-{strategy}"
+    runs: list[tuple[dict, list]] = []
+    summaries: list[dict[str, Any]] = []
+    wall_s = 0.0
+    starting = Decimal(settings.sim.starting_balance)
+    for k, period in enumerate(contiguous_periods(files)):
+        bus = Bus()
+        bus.subscribe(SignalJudged, judged)
+        s = backtest_settings(settings, strategy, period, operator_halts=operator_halts)
+        run = build_sim_run(s, run_id=f"{run_id}-{k + 1}", files=period, funding=funding or {}, bus=bus)
+        t0 = time.perf_counter()
+        run_sync(run)
+        wall_s += time.perf_counter() - t0
+        summaries.append(summarize(run))
+        eng = run.engine
+        record = {"run_id": run.run_id, "mode": "sim", "started_ms": run.candles[0].open_time_ms,
+                  "ended_ms": run.candles[-1].close_time_ms}
+        runs.append((record, [*eng.trades.closed, *(t.to_trade(closed=False) for t in eng.trades.open.values())]))
+        starting = run.starting_balance
+    signals = dict(sorted(counts.items()))
+    report = replace(build_report(runs, run_id=run_id, equity=starting), signals=signals)
+    return BacktestResult(strategy, summaries, report, signals, wall_s)

@@ -5,7 +5,13 @@
     perpdeck --no-ui --in-process sim without sockets (the backtest loop)
     perpdeck export trades --csv FILE
     perpdeck strategies           list registered strategies
+    perpdeck train [--steps N] [--resume] [--seed S]   train the RL policy, then gate it (rl/, docs/rl.md)
+    perpdeck optimize --strategy NAME [--trials N]      walk-forward parameter search, then the gate
     perpdeck sim-exchange --port N   run the local Binance-compatible exchange on its own
+    perpdeck signal --type 113 --symbol BTC [--id ID] [--data JSON]   send an external signal to the running perpdeck
+    perpdeck signal --simulate [--seed N] [--count N] [--rate-per-s X]  feed it a reproducible synthetic stream
+    perpdeck backtest --strategy NAME [--data FILES] [--from D --to D]  the pipeline in a tight loop, then the report
+    perpdeck backtest --compare A B … [--json]                         several strategies on the same data, one table
 
 In sim mode the engine trades through the real Binance adapter against the local exchange
 server on 127.0.0.1, which replays the data; testnet and mainnet run the same code against
@@ -74,6 +80,50 @@ def build_parser() -> argparse.ArgumentParser:
                      help="starting equity for return %% and drawdown %% (default: as recorded for the run)")
     rep.add_argument("--json", dest="report_json", action="store_true", help="print the figures as JSON")
     sub.add_parser("strategies", help="list registered strategies")
+    trn = sub.add_parser("train", help="train the RL policy (SAC) in the foreground, then run the promotion gate")
+    trn.add_argument("--steps", dest="train_steps", type=int, default=None, help="total steps (default [rl] total_steps)")
+    trn.add_argument("--resume", dest="train_resume", action="store_true", help="continue from the last checkpoint")
+    trn.add_argument("--seed", dest="train_seed", type=int, default=None, help="seed (default [rl] seed)")
+    trn.add_argument("--no-gate", dest="train_no_gate", action="store_true", help="train only; skip the gate")
+    trn.add_argument("--gate-only", dest="train_gate_only", action="store_true",
+                     help="skip training: gate the best checkpoint (promote it if it passes)")
+    opt = sub.add_parser("optimize", help="walk-forward Bayesian search of a strategy's parameters, then the gate")
+    opt.add_argument("--strategy", dest="opt_strategy", required=True, metavar="NAME", help="strategy to tune")
+    opt.add_argument("--trials", dest="opt_trials", type=int, default=30, help="trials per walk-forward fold (30)")
+    opt.add_argument("--folds", dest="opt_folds", type=int, default=3, help="walk-forward folds (3)")
+    opt.add_argument("--seed", dest="opt_seed", type=int, default=0, help="sampler seed (0)")
+    sig = sub.add_parser("signal", help="send an external signal (note 002) to the running perpdeck (same state "
+                                        "directory), or --simulate a stream of them")
+    sig.add_argument("--type", dest="sig_type", default=None, metavar="TYPE",
+                     help="110 (Alpha), 112 (FOMO intensified) or 113 (FOMO)")
+    sig.add_argument("--symbol", dest="sig_symbol", default=None, help="e.g. BTC or BTCUSDT")
+    sig.add_argument("--id", dest="sig_id", default=None, help="message id (default: a new unique one)")
+    sig.add_argument("--data", dest="sig_data", default=None, metavar="JSON", help="optional JSON object")
+    sig.add_argument("--simulate", dest="sig_simulate", action="store_true",
+                     help="send a reproducible synthetic stream (FOMO/Alpha pairs, lone signals, duplicates)")
+    sig.add_argument("--seed", dest="sig_seed", type=int, default=0, help="--simulate: stream seed (0)")
+    sig.add_argument("--count", dest="sig_count", type=int, default=50, help="--simulate: signals to send (50)")
+    sig.add_argument("--rate-per-s", dest="sig_rate", type=float, default=5.0,
+                     help="--simulate: signals per second of wall time (5; 0 = as fast as possible)")
+    sig.add_argument("--json", dest="sig_json", action="store_true", help="print each outcome as a JSON line")
+    bt = sub.add_parser("backtest", help="run strategies over kline files in the tight loop (no sockets) and print "
+                                         "the report; --compare for several side by side")
+    bt.add_argument("--strategy", dest="bt_strategy", default=None, metavar="NAME",
+                    help="strategy to test (default: active_strategy)")
+    bt.add_argument("--compare", dest="bt_compare", nargs="+", default=None, metavar="NAME",
+                    help="several strategies on the same data, one table ('all' = every registered strategy)")
+    bt.add_argument("--data", dest="bt_data", type=Path, nargs="+", default=None, metavar="FILE",
+                    help="kline CSV files (default: sim.data_files, else the bundled sample)")
+    bt.add_argument("--funding", dest="bt_funding", type=Path, nargs="+", default=None, metavar="FILE",
+                    help="funding-rate CSV files (default: sim.funding_files; the bundled sample's with it)")
+    bt.add_argument("--from", dest="bt_from", default=None, metavar="YYYY-MM-DD", help="first UTC day (inclusive)")
+    bt.add_argument("--to", dest="bt_to", default=None, metavar="YYYY-MM-DD", help="last UTC day (inclusive)")
+    bt.add_argument("--symbols", dest="bt_symbols", default=None, metavar="SYMBOLS",
+                    help="only these symbols of the files (comma-separated)")
+    bt.add_argument("--operator-halts", dest="bt_operator_halts", action="store_true",
+                    help="keep max_consecutive_losses and strategy_loss_limit_pct (halts that wait for an operator; "
+                         "off by default in a backtest)")
+    bt.add_argument("--json", dest="bt_json", action="store_true", help="print the figures as JSON")
     ctl = sub.add_parser("ctl", help="operate a running perpdeck (same state directory) over its local socket")
     ctl.add_argument("action", choices=["status", "halt", "resume", "flatten"])
     sx = sub.add_parser("sim-exchange", help="run the local Binance-compatible exchange on its own")
@@ -125,6 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         return _fail(f"configuration error:\n{exc}")
 
+    _register_rl_strategy(settings)
+    if args.command == "train":
+        return _train(settings, args)
+    if args.command == "optimize":
+        return _optimize(settings, args)
     if args.command == "strategies":
         from engine.strategies.base import available
 
@@ -140,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _sim_exchange(settings, args)
     if args.command == "ctl":
         return _ctl(settings, args)
+    if args.command == "signal":
+        return _signal(settings, args)
+    if args.command == "backtest":
+        return _backtest(settings, args)
     if settings.mode == "mainnet" and not (args.confirm_real_money or settings.mainnet_real_money_confirmed):
         return _fail(
             "MAINNET trades REAL MONEY and is not confirmed: pass --confirm-real-money or set "
@@ -156,6 +215,48 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = settings.model_copy(update={"sim": settings.sim.model_copy(update={"speed": CONSOLE_SPEED})})
         return run_headless(settings, in_process=args.in_process, console=True)
     return run_headless(settings, json_out=args.json, in_process=args.in_process)
+
+
+def _register_rl_strategy(settings) -> None:
+    """``rl-sac`` joins the strategy registry when a policy has been promoted (rl/ imports numpy
+    only for this; torch stays out of the engine)."""
+    try:
+        from rl.policy import register
+    except ImportError:  # the rl extra (numpy, gymnasium) is not installed
+        return
+    try:
+        register(settings)
+    except Exception as exc:  # noqa: BLE001 - a broken policy file must not stop perpdeck
+        log.warning("rl-sac not registered: %s", exc)
+
+
+def _console_trainer(settings):
+    """The console's background trainer, when ``[rl] enabled`` and the rl extra is installed."""
+    if not settings.rl.enabled:
+        return None
+    try:
+        from rl.worker import build_trainer, rl_available
+    except ImportError:
+        return None
+    return build_trainer(settings) if rl_available() else None
+
+
+def _train(settings, args) -> int:
+    try:
+        from rl.cli import train_command
+    except ImportError as exc:
+        return _fail(f"training needs the rl extra (pip install -e '.[rl]'): {exc}")
+    return train_command(settings, steps=args.train_steps, resume=args.train_resume, seed=args.train_seed,
+                         gate=not args.train_no_gate, gate_only=args.train_gate_only)
+
+
+def _optimize(settings, args) -> int:
+    try:
+        from rl.cli import optimize_command
+    except ImportError as exc:
+        return _fail(f"optimize needs optuna and numpy (pip install -e '.[rl]'): {exc}")
+    return optimize_command(settings, strategy=args.opt_strategy, trials=args.opt_trials, folds=args.opt_folds,
+                            seed=args.opt_seed)
 
 
 def _export_trades(settings, args) -> int:
@@ -240,6 +341,163 @@ def _ctl(settings, args) -> int:
     return EXIT_OK if reply.get("ok") else 1
 
 
+def _signal(settings, args) -> int:
+    """``perpdeck signal``: one signal, or a simulated stream, over the ctl socket."""
+    from engine.control import request, socket_path
+    from engine.ingest.envelope import EnvelopeError, describe, parse_envelope
+
+    if args.sig_simulate:
+        if args.sig_count < 1:
+            return _fail(f"--count: expected at least 1, got {args.sig_count}")
+        if not args.sig_rate >= 0:
+            return _fail(f"--rate-per-s: expected 0 or more, got {args.sig_rate}")
+        items, source = simulated_signals(args.sig_seed, args.sig_count), "simulate"
+    else:
+        missing = [opt for opt, v in (("--type", args.sig_type), ("--symbol", args.sig_symbol)) if v is None]
+        if missing:
+            return _fail(f"{' and '.join(missing)} required (or --simulate)")
+        data = None
+        if args.sig_data is not None:
+            try:
+                data = json.loads(args.sig_data)
+            except ValueError as exc:
+                return _fail(f"--data: not valid JSON ({exc})")
+        item: dict[str, Any] = {"type": args.sig_type, "id": args.sig_id or f"cli-{uuid.uuid4().hex[:12]}",
+                                "symbol": args.sig_symbol}
+        if data is not None:
+            item["data"] = data
+        items, source = [item], "cli"
+    try:
+        for obj in items:
+            parse_envelope(obj, source)
+    except EnvelopeError as exc:
+        return _fail(f"bad signal: {exc}")
+    path = socket_path(Path(settings.state_dir))
+    if not path.exists():
+        return _fail(f"no running perpdeck with state directory {settings.state_dir} (no {path}): start perpdeck "
+                     "first, or pass the same --state-dir")
+
+    async def go() -> list[dict]:
+        import time
+
+        out = []
+        start = time.monotonic()
+        for i, obj in enumerate(items):
+            if args.sig_rate > 0 and i:
+                delay = start + i / args.sig_rate - time.monotonic()  # the sender's pace, not engine time
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            reply = await request(path, "signal", timeout_s=30.0, signal=obj, source=source)
+            doc = reply.get("result") or {"ok": False, "status": "error", "reason": reply.get("error")}
+            print(json.dumps(doc, default=str) if args.sig_json else describe(doc), flush=True)
+            out.append(doc)
+        return out
+
+    try:
+        docs = asyncio.run(go())
+    except (OSError, asyncio.TimeoutError) as exc:
+        return _fail(f"could not reach perpdeck at {path}: {type(exc).__name__}")
+    if args.sig_simulate and not args.sig_json:
+        by: dict[str, int] = {}
+        for d in docs:
+            by[str(d.get("status"))] = by.get(str(d.get("status")), 0) + 1
+        print(f"sent {len(docs)} simulated signals (seed {args.sig_seed}): "
+              + ", ".join(f"{k} {v}" for k, v in sorted(by.items())))
+    if any(d.get("status") == "unavailable" for d in docs):
+        return EXIT_EXCHANGE
+    return EXIT_OK if all(d.get("ok") for d in docs) else 1
+
+
+def simulated_signals(seed: int, count: int) -> list[dict[str, Any]]:
+    """The first ``count`` signals of the reproducible synthetic stream ``seed`` as JSON objects
+    (the engine stamps its own time on them; their order, types, ids and symbols are the stream's)."""
+    from engine.strategies.signal_sim import SignalSimulator
+
+    return [{"type": s.message_type, "id": s.message_id, "symbol": s.symbol, "data": dict(s.data)}
+            for s in SignalSimulator(seed).take(count)]
+
+
+def _backtest(settings, args) -> int:
+    """``perpdeck backtest``: the pipeline in the tight loop over the data, then the report."""
+    from engine.backtest import load_market_data, run_backtest, select_candles
+    from engine.data import DataError, load_funding, load_klines
+    from engine.state.report import (
+        ReportError,
+        format_comparison,
+        format_report,
+        parse_day,
+        report_dict,
+    )
+    from engine.strategies.base import StrategyError, available
+
+    try:
+        date_from = None if args.bt_from is None else parse_day(args.bt_from, "--from")
+        date_to = None if args.bt_to is None else parse_day(args.bt_to, "--to")
+        if date_from is not None and date_to is not None and date_from > date_to:
+            raise ReportError(f"--from {date_from} is after --to {date_to}")
+    except ReportError as exc:
+        return _fail(str(exc))
+    if args.bt_compare and args.bt_strategy:
+        return _fail("give --strategy NAME or --compare A B …, not both")
+    names = list(args.bt_compare or [args.bt_strategy or settings.active_strategy])
+    if names == ["all"]:
+        names = list(available())
+    unknown = [n for n in names if n not in available()]
+    if unknown:
+        return _fail(f"{'--compare' if args.bt_compare else '--strategy'}: unknown strategy {unknown[0]!r}; "
+                     f"expected one of {sorted(available())}")
+    symbols = [s.strip().upper() for s in args.bt_symbols.split(",") if s.strip()] if args.bt_symbols else None
+    try:
+        if args.bt_data:
+            files = [load_klines(p) for p in args.bt_data]
+            funding: dict = {}
+            for p in args.bt_funding or [Path(p) for p in settings.sim.funding_files]:
+                for sym, rates in load_funding(p).items():
+                    funding.setdefault(sym, {}).update(rates)
+        else:
+            sim = settings.sim.model_copy(update={"funding_files": list(args.bt_funding)}) if args.bt_funding \
+                else settings.sim
+            wide = settings.model_copy(update={"sim": sim, "symbols": symbols or list(settings.symbols)})
+            files, funding = load_market_data(wide)
+        files = select_candles(files, date_from=date_from, date_to=date_to, symbols=symbols)
+    except DataError as exc:
+        return _fail(str(exc))
+    if not files:
+        return _fail("no candles to test: check --data, --symbols and --from/--to")
+    from engine.logs import setup_logging
+
+    setup_logging(args.log_level or "ERROR", None)  # the engine's own lines would bury the table
+    results = []
+    try:
+        for name in names:
+            results.append(run_backtest(settings, name, files, funding, operator_halts=args.bt_operator_halts))
+    except (StrategyError, DataError) as exc:
+        return _fail(str(exc))
+    candles = sum(len(f.candles) for f in files)
+    periods = [s["period"] for s in results[0].summaries]
+    start = results[0].summaries[0]["starting_balance"]
+    head = (f"backtest — {candles:,} candles of {', '.join(sorted({f.symbol for f in files}))}, "
+            + "; ".join(f"{a} → {b}" for a, b in periods)
+            + f"; starting balance {start} USDT" + ("" if args.bt_operator_halts else "; operator halts off"))
+    if len(periods) > 1:
+        head += (f"\n  {len(periods)} separate periods (data gaps over a day), each run from a fresh account; "
+                 "return % and drawdown on the one starting balance")
+    if args.bt_json:
+        doc = {"candles": candles, "symbols": sorted({f.symbol for f in files}), "periods": periods,
+               "files": [str(f.path) for f in files], "operator_halts": bool(args.bt_operator_halts),
+               "strategies": {r.strategy: {**report_dict(r.report), "wall_s": round(r.wall_s, 3),
+                                           "summaries": r.summaries} for r in results}}
+        print(json.dumps(doc, indent=1, default=str))
+    elif len(results) == 1:
+        print(head)
+        print(format_report(results[0].report))
+    else:
+        print(head)
+        print(format_comparison([(r.strategy, r.report) for r in results]))
+        print(f"({len(results)} strategies, {sum(r.wall_s for r in results):.1f} s of pipeline time)")
+    return EXIT_OK
+
+
 def _sim_exchange(settings, args) -> int:
     from engine.exchange.sim.server import run_standalone
 
@@ -315,7 +573,8 @@ def run_headless(settings, *, json_out: bool = False, run_id: str | None = None,
         return _fail(str(exc))
 
     paths = RunPaths.for_run(Path(settings.state_dir), Path(settings.db_path), run_id)
-    secrets = [v.get_secret_value() for v in (settings.binance_api_key, settings.binance_api_secret) if v is not None]
+    secrets = [v.get_secret_value() for v in (settings.binance_api_key, settings.binance_api_secret,
+                                              settings.signals.token) if v is not None]
     setup_logging(settings.log_level, paths.log_file, secrets, banner="MAINNET" if mode == "mainnet" else None,
                   console=not console)  # the console owns the terminal: logs go to the file and the log pane
     if mode == "mainnet":
@@ -324,7 +583,16 @@ def run_headless(settings, *, json_out: bool = False, run_id: str | None = None,
              settings.active_strategy)
 
     async def go(on_runtime=None) -> dict[str, Any]:
-        signals = on_runtime is None  # the console handles Ctrl-C itself
+        """The session, with the external-signal endpoint and file follower ([signals]) around it."""
+        from engine.ingest import IngestServices
+
+        ingest = IngestServices(settings.signals)
+        try:
+            return await session(ingest.wrap(on_runtime), signals=on_runtime is None)  # console: its own Ctrl-C
+        finally:
+            await ingest.close()
+
+    async def session(on_runtime, *, signals: bool) -> dict[str, Any]:
         if run is not None:
             return await run_sim_session(settings, run, paths, on_runtime=on_runtime,
                                          install_signal_handlers=signals)
@@ -359,7 +627,7 @@ def run_headless(settings, *, json_out: bool = False, run_id: str | None = None,
     if console:
         from tui.launch import ConsoleApp, SessionFacade
 
-        app = ConsoleApp(SessionFacade(mode), go)
+        app = ConsoleApp(SessionFacade(mode, trainer=_console_trainer(settings)), go)
         app.run()
         if app.session_error is not None and not isinstance(app.session_error, asyncio.CancelledError):
             print(f"perpdeck: engine stopped: {app.session_error}", file=sys.stderr)

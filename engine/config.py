@@ -76,6 +76,7 @@ __all__ = [
     "RiskSettings",
     "Settings",
     "SimSettings",
+    "RlSettings",
     "load_settings",
     "ENV_PREFIX",
     "API_KEY_ENV",
@@ -570,6 +571,172 @@ class SimSettings(BaseModel):
         return value.rstrip("/")
 
 
+class RlSettings(BaseModel):
+    """The RL worker (``rl/``): SAC training, the promotion gate and the ``rl-sac`` strategy."""
+
+    model_config = _FROZEN
+
+    enabled: bool = Field(
+        default=True,
+        description="Attach the background RL trainer to the console (when torch and stable-baselines3 are installed).",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="Where SAC trains: \"auto\" = CUDA when available else CPU, \"cpu\", or \"cuda\" (must exist).",
+    )
+    symbol: str = Field(
+        default="BTCUSDT",
+        description="The symbol whose 1m klines (sim.data_files, else the bundled sample) train the policy.",
+    )
+    total_steps: Annotated[int, _NoBool] = Field(
+        default=200_000, ge=1, description="Environment steps (decisions) to train for in total, across resumes.",
+    )
+    seed: Annotated[int, _NoBool] = Field(default=0, ge=0, description="Seed of the learner and the environments.")
+    checkpoint_dir: str = Field(
+        default="",
+        description="Where checkpoints and the promoted policy are written; empty = <state_dir>/rl.",
+    )
+    eval_every_steps: Annotated[int, _NoBool] = Field(
+        default=10_000, ge=1,
+        description="Evaluate on the validation split (and checkpoint) every this many steps.",
+    )
+    train_fraction: Annotated[float, _NoBool] = Field(
+        default=0.6, gt=0, lt=1, allow_inf_nan=False,
+        description="Oldest share of the data used for training (split by time).",
+    )
+    validation_fraction: Annotated[float, _NoBool] = Field(
+        default=0.2, gt=0, lt=1, allow_inf_nan=False,
+        description="Next share, used only to choose the best checkpoint; the rest (most recent) is the holdout.",
+    )
+    decision_every: Annotated[int, _NoBool] = Field(
+        default=5, ge=1, le=1440, description="Candles between two decisions of the policy (k).",
+    )
+    episode_steps: Annotated[int, _NoBool] = Field(
+        default=576, ge=1, description="Decisions per training episode (576 x 5 min = 2 days).",
+    )
+    max_notional: Annotated[float, _NoBool] = Field(
+        default=10_000.0, gt=0, allow_inf_nan=False, description="USDT notional of a target of +-1.",
+    )
+    deadband: Annotated[float, _NoBool] = Field(
+        default=0.05, ge=0, lt=2, allow_inf_nan=False,
+        description="No order while |target - current position fraction| is below this.",
+    )
+    drawdown_penalty: Annotated[float, _NoBool] = Field(
+        default=0.1, ge=0, allow_inf_nan=False, description="Reward penalty per unit of new drawdown (lambda).",
+    )
+    max_drawdown: Annotated[float, _NoBool] = Field(
+        default=0.3, gt=0, le=1, allow_inf_nan=False,
+        description="A training episode ends when its drawdown reaches this fraction of peak equity.",
+    )
+    learning_rate: Annotated[float, _NoBool] = Field(
+        default=3e-4, gt=0, allow_inf_nan=False, description="SAC learning rate.",
+    )
+    batch_size: Annotated[int, _NoBool] = Field(default=256, ge=1, description="SAC minibatch size.")
+    buffer_size: Annotated[int, _NoBool] = Field(
+        default=1_000_000, ge=1, description="Replay buffer capacity (capped at total_steps).",
+    )
+    learning_starts: Annotated[int, _NoBool] = Field(
+        default=5_000, ge=0, description="Random-action steps before the first gradient step.",
+    )
+    train_freq: Annotated[int, _NoBool] = Field(
+        default=4, ge=1, description="Environment steps between two training calls.",
+    )
+    gradient_steps: Annotated[int, _NoBool] = Field(
+        default=1, ge=1, description="Gradient steps per training call.",
+    )
+    net_arch: list[Annotated[int, _NoBool, annotated_types.Ge(1)]] = Field(
+        default_factory=lambda: [128, 128], min_length=1, description="Hidden layer widths of actor and critics.",
+    )
+    gamma: Annotated[float, _NoBool] = Field(
+        default=0.99, gt=0, le=1, allow_inf_nan=False, description="SAC discount factor.",
+    )
+    entry_threshold: Annotated[float, _NoBool] = Field(
+        default=0.25, gt=0, le=1, allow_inf_nan=False,
+        description="rl-sac strategy: a target of at least this (long) or at most minus this (short) is a signal.",
+    )
+    gate_max_drawdown_pct: Annotated[float, _NoBool] = Field(
+        default=20.0, gt=0, le=100, allow_inf_nan=False,
+        description="Promotion gate: the candidate's holdout max drawdown must not exceed this %.",
+    )
+    gate_sub_windows: Annotated[int, _NoBool] = Field(
+        default=4, ge=1, le=100,
+        description="Promotion gate: the holdout is cut into this many equal windows; the candidate must win most.",
+    )
+    gate_cost_multiplier: Annotated[float, _NoBool] = Field(
+        default=2.0, ge=1, allow_inf_nan=False,
+        description="Promotion gate: fees and slippage are multiplied by this for the stress run.",
+    )
+    gate_incumbent: str = Field(
+        default="",
+        description="Promotion gate: the current strategy to beat; empty = active_strategy.",
+    )
+
+    @field_validator("symbol", mode="before")
+    @classmethod
+    def _upper_symbol(cls, value: Any) -> Any:
+        return _upper(value)
+
+    @field_validator("symbol")
+    @classmethod
+    def _check_symbol(cls, value: str) -> str:
+        if not _SYMBOL_RE.match(value):
+            raise ValueError(f"expected a USDT perpetual symbol such as BTCUSDT, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_split(self) -> RlSettings:
+        if self.train_fraction + self.validation_fraction >= 1:
+            raise ValueError(
+                f"train_fraction ({self.train_fraction}) + validation_fraction ({self.validation_fraction}) "
+                "must be below 1: the rest is the holdout"
+            )
+        return self
+
+
+class SignalSettings(BaseModel):
+    """External signals in (note 002): the local HTTP endpoint and the followed JSON-lines file.
+
+    The token is a secret: set it with ``PERPDECK_SIGNALS__TOKEN`` (environment or ``.env``) rather
+    than in ``config.toml``; it never appears in ``repr``, logs, errors or the stored run config."""
+
+    model_config = _FROZEN
+
+    http_port: Annotated[int, _NoBool] = Field(
+        default=8790,
+        ge=0,
+        le=65535,
+        description="Port of the signal endpoint on 127.0.0.1 (POST /signal); 0 = any free port (logged).",
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer token the HTTP endpoint requires (at least 16 characters); unset = endpoint off. "
+            "Prefer PERPDECK_SIGNALS__TOKEN in the environment or .env."
+        ),
+    )
+    follow_file: UserPath | None = Field(
+        default=None,
+        description="JSON-lines file of signals (one JSON object a line) followed as it grows; unset = off.",
+    )
+    follow_from_start: bool = Field(
+        default=False,
+        description="Read follow_file from its first line (true) or only lines added after start (false).",
+    )
+
+    @field_validator("token", "follow_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 16:
+            raise ValueError("expected a random token of at least 16 characters, e.g. from "
+                             "`python -c 'import secrets; print(secrets.token_urlsafe(24))'`")
+        return value
+
+
 class Settings(BaseSettings):
     """All perpdeck settings. Frozen; build with :func:`load_settings`."""
 
@@ -673,6 +840,13 @@ class Settings(BaseSettings):
     )
     sim: SimSettings = Field(
         default_factory=SimSettings, description="Simulator settings (the [sim] table)."
+    )
+    rl: RlSettings = Field(
+        default_factory=RlSettings, description="RL trainer, promotion gate and rl-sac strategy (the [rl] table)."
+    )
+    signals: SignalSettings = Field(
+        default_factory=SignalSettings,
+        description="External signals in: local HTTP endpoint and followed file (the [signals] table).",
     )
     strategies: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -854,9 +1028,11 @@ class Settings(BaseSettings):
 
         Decimals become strings (exact), paths become strings. Suitable for storing the run
         configuration in the database; ``Settings.model_validate(d)`` rebuilds the settings
-        minus the credentials.
+        minus the credentials (and the signal endpoint's token).
         """
-        return self.model_dump(mode="json", exclude=set(_SECRET_FIELDS))
+        exclude: dict[str, Any] = {name: True for name in _SECRET_FIELDS}
+        exclude["signals"] = {"token": True}
+        return self.model_dump(mode="json", exclude=exclude)
 
 
 def _first_present(data: Mapping[str, Any], *names: str) -> bool:

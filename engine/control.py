@@ -4,6 +4,10 @@ The instance listens on ``<state_dir>/perpdeck.sock``, a Unix socket created wit
 checked against the peer's user id, so only the user running perpdeck can use it. One request per
 connection: a JSON line ``{"cmd": "status" | "halt" | "resume" | "flatten"}`` answered by one JSON
 line. Commands go through the same facade as the console's keys.
+
+``{"cmd": "signal", "signal": {"type": 113, "id": "m-1", "symbol": "BTC", "data": {}}, "source": "cli"}``
+hands one external signal (note 002) to the engine and answers with what became of it
+(``{"ok", "result": result_doc}``; see ``engine.ingest``) — ``perpdeck signal`` uses it.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from engine.events import FlattenAll, Halt, Resume
 log = logging.getLogger("engine.control")
 
 SOCKET_NAME = "perpdeck.sock"
-COMMANDS = ("status", "halt", "resume", "flatten")
+COMMANDS = ("status", "halt", "resume", "flatten", "signal")
+SIGNAL_SOURCES = ("cli", "simulate")
 
 
 def socket_path(state_dir: Path) -> Path:
@@ -123,6 +128,8 @@ class ControlServer:
         os.chmod(self.path, 0o600)
 
     async def stop(self) -> None:
+        if self._gateway is not None:
+            self._gateway.close()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -146,8 +153,8 @@ class ControlServer:
                 req = json.loads(line or b"{}")
                 cmd = req.get("cmd")
             except (ValueError, AttributeError):
-                cmd = None
-            reply = await self.execute(cmd)
+                req, cmd = {}, None
+            reply = await self.execute(cmd, req)
             writer.write((json.dumps(reply) + "\n").encode())
             await writer.drain()
         except Exception:  # noqa: BLE001 - a bad client must not hurt the engine
@@ -155,7 +162,9 @@ class ControlServer:
         finally:
             writer.close()
 
-    async def execute(self, cmd: Any) -> dict[str, Any]:
+    async def execute(self, cmd: Any, req: dict[str, Any] | None = None) -> dict[str, Any]:
+        if cmd == "signal":
+            return await self._signal(req or {})
         if cmd == "status":
             return {"ok": True, "status": status_doc(self.facade.snapshot())}
         if cmd == "halt":
@@ -179,6 +188,29 @@ class ControlServer:
                     "error": "flatten still running: check `perpdeck ctl status`"}
         return {"ok": False, "error": f"unknown command {cmd!r}; expected one of {list(COMMANDS)}"}
 
+    _gateway = None
+
+    async def _signal(self, req: dict[str, Any]) -> dict[str, Any]:
+        from engine.ingest import EngineNotAnswering, EnvelopeError, GatewayClosed, SignalGateway, parse_envelope
+        from engine.ingest.envelope import error_doc, result_doc
+
+        source = req.get("source", "cli")
+        if source not in SIGNAL_SOURCES:
+            source = "cli"
+        obj = req.get("signal")
+        try:
+            cmd = parse_envelope(obj, source)
+        except EnvelopeError as exc:
+            return {"ok": False, "result": error_doc(str(exc), obj=obj), "error": str(exc)}
+        if self._gateway is None:
+            self._gateway = SignalGateway.for_runtime(self.runtime)
+        try:
+            fact = await self._gateway.send(cmd)
+        except (EngineNotAnswering, GatewayClosed) as exc:
+            return {"ok": False, "result": error_doc(str(exc), "unavailable", obj), "error": str(exc)}
+        doc = result_doc(fact)
+        return {"ok": doc["ok"], "result": doc, "error": doc["error"]}
+
 
 async def _alive(path: Path) -> bool:
     try:
@@ -189,10 +221,11 @@ async def _alive(path: Path) -> bool:
     return True
 
 
-async def request(path: Path, cmd: str, timeout_s: float = 150.0) -> dict[str, Any]:
+async def request(path: Path, cmd: str, timeout_s: float = 150.0, **fields: Any) -> dict[str, Any]:
+    """Send one command (with its ``fields``, e.g. ``signal={...}``) and return the reply."""
     reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout=5)
     try:
-        writer.write((json.dumps({"cmd": cmd}) + "\n").encode())
+        writer.write((json.dumps({"cmd": cmd, **fields}, default=str) + "\n").encode())
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), timeout=timeout_s)
         return json.loads(line)

@@ -106,3 +106,50 @@ def sample_market_data(symbol: str = "BTCUSDT") -> MarketData:
     if not files:
         raise ValueError(f"no bundled sample klines for {symbol}")
     return load_market_data(files[0], sample_funding_files([symbol]), symbol=symbol.upper())
+
+
+def slice_market_data(data: MarketData, start: int, stop: int) -> MarketData:
+    """Candles ``start:stop`` (all funding history kept: the env picks rates by their instant)."""
+    n = len(data)
+    if not 0 <= start < stop <= n:
+        raise ValueError(f"slice {start}:{stop} of {n} candles")
+    return MarketData(
+        data.symbol,
+        data.open_time[start:stop], data.close_time[start:stop], data.open[start:stop], data.high[start:stop],
+        data.low[start:stop], data.close[start:stop], data.volume[start:stop],
+        data.funding, None if data.candles is None else data.candles[start:stop],
+    )
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Candle index bounds of a time-ordered train / validation / holdout split.
+
+    ``train = [0, val_start)``, ``validation = [val_start, holdout_start)``, ``holdout =
+    [holdout_start, n)``. Nothing is shuffled: the holdout is the most recent period.
+    """
+
+    n: int
+    val_start: int
+    holdout_start: int
+
+    @classmethod
+    def of(cls, n: int, train_fraction: float, validation_fraction: float) -> "TimeSplit":
+        if not (0 < train_fraction < 1 and 0 < validation_fraction < 1 and train_fraction + validation_fraction < 1):
+            raise ValueError("train_fraction and validation_fraction must be in (0, 1) with a sum below 1")
+        v = int(n * train_fraction)
+        h = int(n * (train_fraction + validation_fraction))
+        if not 0 < v < h < n:
+            raise ValueError(f"{n} candles are too few to split {train_fraction}/{validation_fraction}/rest")
+        return cls(n, v, h)
+
+    def train(self, data: MarketData) -> MarketData:
+        return slice_market_data(data, 0, self.val_start)
+
+    def validation(self, data: MarketData, context: int = 0) -> MarketData:
+        """The validation candles, preceded by ``context`` earlier candles (feature warm-up only:
+        features are causal, so earlier candles are past, not leakage)."""
+        return slice_market_data(data, max(0, self.val_start - context), self.holdout_start)
+
+    def holdout(self, data: MarketData, context: int = 0) -> MarketData:
+        return slice_market_data(data, max(0, self.holdout_start - context), self.n)

@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable
 
 from textual.app import App
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 
-from engine.events import FlattenAll, Halt, Resume, SwitchStrategy
-from engine.facade import EngineSnapshot, Facade
+from engine.events import FlattenAll, Halt, Resume, StartTraining, StopTraining, SwitchStrategy
+from engine.facade import TRAINING_UNAVAILABLE, EngineSnapshot, Facade
 from tui.actions import bindings
 from tui.commands import ActionsProvider
 from tui.messages import SnapshotTaken
@@ -25,7 +25,9 @@ from tui.screens.confirm_quit import ConfirmQuitScreen
 from tui.screens.flatten_result import FlattenResultScreen
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
+from tui.screens.strategies import StrategiesScreen
 from tui.screens.strategy_picker import StrategyPickerScreen
+from tui.screens.training import TrainingScreen
 
 DEFAULT_REFRESH_S = 0.25
 """Seconds between snapshot reads."""
@@ -163,9 +165,69 @@ class PerpdeckApp(App[None]):
         if self._submit(SwitchStrategy(name)):
             self.notify(f"strategy → {name}: applies on the next closed candle", title="strategy")
 
+    def action_show_dashboard(self) -> None:
+        """Back to the dashboard from a view."""
+        if not isinstance(self.screen, ModalScreen) and self.screen is not self.main_screen:
+            while len(self.screen_stack) > 1 and self.screen is not self.main_screen:
+                self.pop_screen()
+
+    def action_show_strategies(self) -> None:
+        """Show the strategies view; from it, go back."""
+        self._toggle_view(StrategiesScreen)
+
+    def action_show_training(self) -> None:
+        """Show the training view; from it, go back."""
+        self._toggle_view(TrainingScreen)
+
+    def _toggle_view(self, view: type[Screen]) -> None:
+        screen = self.screen
+        if isinstance(screen, ModalScreen):
+            return  # a dialog is open: it keeps the keys
+        if isinstance(screen, view):
+            self.action_show_dashboard()
+        elif screen is self.main_screen:
+            self.push_screen(view())
+        else:
+            self.switch_screen(view())
+
+    def action_start_training(self) -> None:
+        """Start (or resume) the background RL trainer."""
+        view = self._training_view()
+        if view is None:
+            return
+        if view.state in ("running", "starting"):
+            self.notify(f"training is already {view.state}", title="training")
+        elif view.state == "stopping":
+            self.notify("training is still stopping: start it again once it has stopped", title="training")
+        elif self._submit(StartTraining()):
+            resume = " from its checkpoint" if view.state == "stopped" else ""
+            self.notify(f"training starting{resume}", title="training")
+
+    def action_stop_training(self) -> None:
+        """Stop the RL trainer after its current step (a checkpoint is saved)."""
+        view = self._training_view()
+        if view is None:
+            return
+        if view.state not in ("running", "starting"):
+            self.notify(f"training is not running ({view.state})", title="training")
+        elif self._submit(StopTraining()):
+            self.notify("training stopping: a checkpoint is saved after the current step", title="training")
+
+    def _training_view(self):
+        """The trainer's view now; None (and a note saying why) when there is no trainer."""
+        try:
+            view = self.facade.snapshot().training
+        except Exception as exc:  # noqa: BLE001 - say so, keep running
+            self._report(f"engine snapshot failed: {exc}")
+            return None
+        if view is None:
+            self.notify(TRAINING_UNAVAILABLE, title="training", severity="warning", timeout=8)
+        return view
+
     def action_cycle_log_level(self) -> None:
-        """Show the next log level filter."""
-        self.main_screen.cycle_log_level()
+        """Show the next log level filter (in the training view's log when that is on top)."""
+        screen = self.screen
+        (screen if isinstance(screen, TrainingScreen) else self.main_screen).cycle_log_level()
 
     def action_show_help(self) -> None:
         """List every key and command."""

@@ -12,17 +12,25 @@ from collections.abc import Iterable
 from dataclasses import replace
 from decimal import Decimal
 
-from engine.events import FlattenAll, Halt, Resume, SwitchStrategy
+from engine.events import FlattenAll, Halt, Resume, StartTraining, StopTraining, SwitchStrategy
 from engine.facade import (
     BREAK_EVEN,
     STOP_LOSS,
+    ConfluenceView,
     EngineSnapshot,
+    ExternalSignalView,
     FlattenReport,
     LogLine,
+    MemberWeightView,
     PositionView,
+    RegimeSwitchView,
+    RegimeView,
     StatusView,
+    StrategyStatsView,
     StreamView,
     TimerView,
+    TrainingView,
+    route_training,
 )
 from engine.model import (
     ZERO,
@@ -82,6 +90,7 @@ def position(
     tp1_qty: str | None = None,
     tp1_done: bool = False,
     stop_kind: str = STOP_LOSS,
+    trailing_activated: bool | None = None,
 ) -> PositionView:
     """A position view; unrealised PnL is computed from entry, mark, size and side."""
     sign = 1 if side == "LONG" else -1
@@ -100,6 +109,7 @@ def position(
         tp1_qty=D(tp1_qty) if tp1_qty else None,
         tp1_done=tp1_done,
         stop_kind=stop_kind,
+        trailing_activated=trailing_activated,
     )
 
 
@@ -183,6 +193,142 @@ def seeded_status() -> StatusView:
         strategy_net_pnl=(("donchian_breakout", D("-12.40")), ("ema_trend", D("144.88")),
                           ("rl_policy", D("-318.05"))),
     )
+
+
+def trailing_positions() -> tuple[PositionView, ...]:
+    """Exchange trailing stops (issue 5): BTC's activated and following the price, ETH's placed and
+    waiting for its activation price, SOL without one."""
+    btc, eth, sol = seeded_positions()
+    return (
+        replace(btc, stop_price=D("97519.60"), trailing_activated=True),
+        replace(eth, trailing_activated=False),
+        sol,
+    )
+
+
+def seeded_strategy_stats() -> tuple[StrategyStatsView, ...]:
+    """Since start: ``ema_trend`` 5 accepted, 2 denied, 4 trades (3 wins); members of the regime
+    switch under their own names; ``rl_policy`` losing (the guard disabled it)."""
+    return (
+        StrategyStatsView("adx_trend", accepted=3, denied=1, trades=3, wins=2, net_pnl=D("41.27")),
+        StrategyStatsView("bollinger_reversion", accepted=2, denied=0, trades=2, wins=0, net_pnl=D("-18.90")),
+        StrategyStatsView("confluence", accepted=1, denied=1, trades=0, wins=0, net_pnl=ZERO),
+        StrategyStatsView("ema_trend", accepted=5, denied=2, trades=4, wins=3, net_pnl=D("144.88")),
+        StrategyStatsView("rl_policy", accepted=6, denied=0, trades=6, wins=1, net_pnl=D("-318.05")),
+    )
+
+
+def seeded_regimes() -> tuple[RegimeView, ...]:
+    """Four symbols: an up-trend, a range, a crash (flat) and one still warming up."""
+    return (
+        RegimeView("BTCUSDT", "trending_up", "adx_trend", since_ms=at(11, 52), adx=31.4),
+        RegimeView("ETHUSDT", "ranging", "bollinger_reversion", since_ms=at(9, 7), adx=14.2),
+        RegimeView("SOLUSDT", "crash", None, since_ms=at(12, 31), adx=38.9),
+        RegimeView("XRPUSDT", "unknown", None),
+    )
+
+
+def seeded_switches() -> tuple[RegimeSwitchView, ...]:
+    """The last switches, oldest first, each with the regime change that caused it."""
+    return (
+        RegimeSwitchView("ETHUSDT", at(9, 7), "unknown", "ranging", None, "bollinger_reversion",
+                         "warmed up: ADX 14.2 < 18"),
+        RegimeSwitchView("BTCUSDT", at(10, 3), "ranging", "volatility_spike", "bollinger_reversion",
+                         "donchian_breakout", "ATR 2.4× baseline"),
+        RegimeSwitchView("BTCUSDT", at(11, 52), "volatility_spike", "trending_up", "donchian_breakout",
+                         "adx_trend", "ADX 27.0 >= 25, EMA50 > EMA200"),
+        RegimeSwitchView("SOLUSDT", at(12, 31), "trending_up", "crash", "adx_trend", None,
+                         "close -5.2% in 60 candles"),
+    )
+
+
+def seeded_weights() -> tuple[MemberWeightView, ...]:
+    """Ensemble members: weights shifted towards the two whose signals have been paying."""
+    return (
+        MemberWeightView("ema_trend", 0.34, signals=14, virtual_trades=12, win_rate=7 / 12, performance_pct=0.21,
+                         total_pnl_pct=2.57),
+        MemberWeightView("adx_trend", 0.29, signals=9, virtual_trades=8, win_rate=5 / 8, performance_pct=0.13,
+                         total_pnl_pct=1.06),
+        MemberWeightView("bollinger_reversion", 0.19, signals=11, virtual_trades=10, win_rate=0.4,
+                         performance_pct=-0.08, total_pnl_pct=-1.17),
+        MemberWeightView("donchian_breakout", 0.18, signals=3, virtual_trades=1, win_rate=0.0,
+                         performance_pct=-0.10, total_pnl_pct=-0.62),
+    )
+
+
+def seeded_external() -> tuple[ExternalSignalView, ...]:
+    """External signals as ``perpdeck signal --simulate`` sends them, oldest first: a confluence on
+    BTC, a duplicate, a pair too far apart to score, a bad symbol, and a FOMO waiting on ETH."""
+    return (
+        ExternalSignalView(at(12, 30, 5), "113", "sim-0041", "BTCUSDT", "pending", source="simulate"),
+        ExternalSignalView(at(12, 31, 40), "110", "sim-0042", "BTCUSDT", "confluence", score=0.92,
+                           source="simulate"),
+        ExternalSignalView(at(12, 31, 44), "110", "sim-0042", "BTCUSDT", "duplicate", source="simulate"),
+        ExternalSignalView(at(12, 32, 10), "110", "sim-0043", "SOLUSDT", "pending", source="simulate"),
+        ExternalSignalView(at(12, 33, 2), "112", "sim-0044", "SOLUSDT", "below_threshold", score=0.54,
+                           source="simulate"),
+        ExternalSignalView(at(12, 33, 30), "113", "cli-7", "USDT", "rejected", source="cli",
+                           detail="symbol: 'USDT' is only a quote asset; expected e.g. 'BTC' or 'BTCUSDT'"),
+        ExternalSignalView(at(12, 34, 12), "112", "sim-0045", "ETHUSDT", "pending", source="simulate"),
+    )
+
+
+def seeded_confluences() -> tuple[ConfluenceView, ...]:
+    """One confluence held until BTC's next closed candle."""
+    return (ConfluenceView("confluence", "BTCUSDT", at(12, 31, 40), 0.92, "FOMO(113) sim-0041", "sim-0042",
+                           95_000),)
+
+
+def with_regimes(snap: EngineSnapshot) -> EngineSnapshot:
+    """``snap`` with the regime switch active: regimes per symbol and the last switches."""
+    return replace(snap, strategy="regime_switch", strategies=tuple(sorted({*snap.strategies, "regime_switch"})),
+                   regimes=seeded_regimes(), regime_switches=seeded_switches())
+
+
+def with_ensemble(snap: EngineSnapshot) -> EngineSnapshot:
+    """``snap`` with the ensemble active: its members' weights."""
+    return replace(snap, strategy="ensemble", strategies=tuple(sorted({*snap.strategies, "ensemble"})),
+                   ensemble_weights=seeded_weights())
+
+
+def seeded_training() -> TrainingView:
+    """A trainer half way through: on a GPU, 48,200 of 100,000 steps, a checkpoint at 48,000."""
+    return TrainingView(
+        state="running",
+        device="cuda:0 (NVIDIA H100 80GB HBM3)",
+        steps=48_200,
+        total_steps=100_000,
+        steps_per_s=412.5,
+        episode_reward=0.0123,
+        actor_loss=-12.3456,
+        critic_loss=0.0456,
+        ent_coef=0.0123,
+        eta_s=125.0,
+        best_val_return_pct=3.41,
+        checkpoint="state/rl/sac-20250115/ckpt-048000.zip",
+        detail="checkpoint saved at step 48,000 (validation return +3.41%)",
+    )
+
+
+class FakeTrainer:
+    """A :class:`~engine.facade.TrainingControl` stand-in: ``start()`` runs it (from where it stood),
+    ``stop()`` stops it (resumable). ``calls`` records ``"start"``/``"stop"`` in order."""
+
+    def __init__(self, view: TrainingView | None = None) -> None:
+        self.calls: list[str] = []
+        self._view = view or TrainingView(state="idle", device="cpu", total_steps=100_000)
+
+    def start(self) -> None:
+        self.calls.append("start")
+        self._view = replace(self._view, state="running", detail="started by the operator")
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+        self._view = replace(self._view, state="stopped", eta_s=None,
+                             detail=f"stopped by the operator at step {self._view.steps:,}; checkpoint saved")
+
+    def view(self) -> TrainingView:
+        return self._view
 
 
 def order(
@@ -329,6 +475,9 @@ def seeded_snapshot(
         algo_orders=seeded_algo_orders() if with_positions else (),
         log=seeded_log(),
         status=seeded_status(),
+        strategy_stats=seeded_strategy_stats(),
+        external_signals=seeded_external(),
+        confluences=seeded_confluences(),
     )
 
 
@@ -360,6 +509,8 @@ class FakeFacade:
       (attempt 2, no positions or orders) — or, with ``flatten_fails=True``, a failed flatten that
       names what is still open.
     - ``SwitchStrategy(name)``: ``strategy`` becomes ``name``.
+    - ``StartTraining`` / ``StopTraining``: go to ``trainer`` (a :class:`FakeTrainer`), whose view
+      every snapshot carries; without one they raise ``TrainingUnavailable`` like the real facades.
     """
 
     def __init__(
@@ -371,7 +522,10 @@ class FakeFacade:
         halt_reason: str = "",
         with_positions: bool = True,
         flatten_fails: bool = False,
+        trainer: FakeTrainer | None = None,
     ) -> None:
+        self.trainer = trainer
+        """The training commands' target (None: training not available)."""
         self.commands: list[object] = []
         """Every command submitted, in order."""
         self.snapshots_served = 0
@@ -389,9 +543,13 @@ class FakeFacade:
         served = self._current
         if self._queued:
             self._current = self._queued.pop(0)
+        if self.trainer is not None:
+            served = replace(served, training=self.trainer.view())
         return served
 
     def submit(self, command: object) -> None:
+        if isinstance(command, StartTraining | StopTraining):
+            route_training(self.trainer, command)  # raises TrainingUnavailable without a trainer
         self.commands.append(command)
         snap = self._current
         match command:

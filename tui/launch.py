@@ -7,10 +7,12 @@ orders left resting), waits for it, then exits.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Awaitable, Callable
 
-from engine.facade import EngineSnapshot, StreamView
+from engine.events import StartTraining, StopTraining
+from engine.facade import EngineSnapshot, StreamView, TrainingControl, route_training, training_view
 from tui.app import PerpdeckApp
 
 SessionFactory = Callable[[Callable[[Any], None]], Awaitable[Any]]
@@ -28,10 +30,17 @@ def starting_snapshot(mode: str) -> EngineSnapshot:
 
 
 class SessionFacade:
-    """The runtime's facade once the session is up; a 'starting' snapshot until then."""
+    """The runtime's facade once the session is up; a 'starting' snapshot until then.
 
-    def __init__(self, mode: str) -> None:
+    With a ``trainer`` (``rl.worker``'s :class:`~engine.facade.TrainingControl`), StartTraining and
+    StopTraining go to it at once (the engine session need not be up) and every snapshot carries its
+    :class:`~engine.facade.TrainingView`; without one those commands raise
+    :class:`~engine.facade.TrainingUnavailable` and ``snapshot().training`` stays None.
+    """
+
+    def __init__(self, mode: str, *, trainer: TrainingControl | None = None) -> None:
         self.mode = mode
+        self.trainer = trainer
         self.target = None
         self.pending: list[object] = []
 
@@ -42,10 +51,16 @@ class SessionFacade:
         self.pending.clear()
 
     def snapshot(self) -> EngineSnapshot:
-        return self.target.snapshot() if self.target is not None else starting_snapshot(self.mode)
+        snap = self.target.snapshot() if self.target is not None else starting_snapshot(self.mode)
+        if self.trainer is not None:
+            snap = replace(snap, training=training_view(self.trainer))
+        return snap
 
     def submit(self, command: object) -> None:
-        if self.target is None:
+        training = isinstance(command, StartTraining | StopTraining)
+        if training and (self.trainer is not None or self.target is None):
+            route_training(self.trainer, command)  # raises TrainingUnavailable without a trainer
+        elif self.target is None:
             self.pending.append(command)
         else:
             self.target.submit(command)

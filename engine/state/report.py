@@ -21,6 +21,10 @@ Figures, per strategy and for the TOTAL of the selection:
   does not depend on the starting equity, the % figure is n/a without one;
 * ``avg_mfe`` / ``avg_mae`` (USDT), ``exit_reasons`` (count per :class:`ExitReason` value).
 
+Next to the trades, the signals each strategy emitted that the guard judged in the selection
+(``signals``, ``accepted``, ``denied``; by the time they were judged, from
+:meth:`Store.signal_counts`), including strategies none of whose signals became a trade.
+
 The period runs from ``date_from`` (or the earliest of the first exit and the start of the runs
 that contributed trades) to ``date_to`` (or the latest of the last exit and the end of those
 runs).
@@ -251,6 +255,8 @@ class Report:
     rows: list[StrategyStats]  # sorted by strategy name
     total: StrategyStats | None
     open_trades: dict[str, int] = field(default_factory=dict)  # by strategy, sorted
+    # judged signals by strategy (sorted): {"signals", "accepted", "denied"}; judged in the period
+    signals: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def days(self) -> int:
@@ -413,6 +419,12 @@ async def load_report(
     loaded = [(r, await store.trades(r["run_id"])) for r in chosen]
     report = build_report(loaded, run_id=run_id, date_from=date_from, date_to=date_to, strategy=strategy,
                           equity=equity)  # fmt: skip
+    signals = await store.signal_counts(
+        run_id, strategy=strategy,
+        since_ms=day_start_ms(date_from) if date_from is not None else None,
+        until_ms=day_start_ms(date_to + timedelta(days=1)) if date_to is not None else None,
+    )  # fmt: skip
+    report = replace(report, signals=signals)
     if not all_runs:
         report = replace(report, scope=f"{describe_scope(None, date_from, date_to, strategy)} "
                                        "(the database has no runs)")
@@ -480,9 +492,31 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return out
 
 
+def signal_total(counts: dict[str, dict[str, int]]) -> dict[str, int]:
+    """The sum of per-strategy signal counts."""
+    return {k: sum(c.get(k, 0) for c in counts.values()) for k in ("signals", "accepted", "denied")}
+
+
+def _accept_pct(c: dict[str, int]) -> str:
+    return _q(Decimal(c["accepted"]) * _HUNDRED / c["signals"]) if c.get("signals") else "n/a"
+
+
+def signal_lines(counts: dict[str, dict[str, int]]) -> list[str]:
+    """The signals table (strategy, signals, accepted, denied, accepted %), with a TOTAL row."""
+    if not counts:
+        return []
+    rows = [[name, str(c["signals"]), str(c["accepted"]), str(c["denied"]), _accept_pct(c)]
+            for name, c in counts.items()]
+    total = signal_total(counts)
+    rows.append([TOTAL, str(total["signals"]), str(total["accepted"]), str(total["denied"]), _accept_pct(total)])
+    return ["signals judged by the guard", *_table(["strategy", "signals", "accepted", "denied", "accepted %"], rows)]
+
+
 def format_report(report: Report) -> str:
     """The report as a plain-text table (deterministic: sorted strategies, fixed rounding)."""
     if report.empty:
+        if report.signals:
+            return "\n".join([empty_message(report), "", *signal_lines(report.signals)])
         return empty_message(report)
     assert report.total is not None
     lines = [f"perpdeck report — {report.scope}"]
@@ -506,6 +540,9 @@ def format_report(report: Report) -> str:
     lines.append("exit reasons")
     lines += _table(["strategy", *reasons], [[s.strategy, *(str(s.exit_reasons.get(k, 0)) for k in reasons)]
                                              for s in every])  # fmt: skip
+    if report.signals:
+        lines.append("")
+        lines += signal_lines(report.signals)
     lines.append("")
     lines.append("PnL in USDT after fees and funding; PF = gross profit / gross loss;")
     lines.append("Sharpe annualised (√365) from daily returns; max DD on the closed-trade equity curve")
@@ -554,8 +591,45 @@ def report_dict(report: Report) -> dict[str, Any]:
         "strategies": {s.strategy: _stats_json(s) for s in report.rows},
         "total": None if report.total is None else _stats_json(report.total),
         "message": empty_message(report) if report.empty else None,
+        "signals": {"by_strategy": {k: dict(v) for k, v in report.signals.items()},
+                    "total": signal_total(report.signals)},
     }
 
 
 def format_report_json(report: Report) -> str:
     return json.dumps(report_dict(report), indent=1)
+
+
+# --------------------------------------------------------------------------- side by side
+
+_COMPARE_HEADERS = (
+    "strategy", "trades", "win %", "net PnL", "return %", "PF", "Sharpe", "max DD", "max DD %", "avg MFE",
+    "avg MAE", "signals", "accepted",
+)  # fmt: skip
+
+
+def _compare_cells(name: str, report: Report) -> list[str]:
+    sig = signal_total(report.signals)
+    s = report.total
+    if s is None:
+        return [name, "0", "n/a", "0.00", "0.00" if report.starting_equity else "n/a", "n/a", "n/a", "0.00",
+                "0.00" if report.starting_equity else "n/a", "n/a", "n/a", str(sig["signals"]),
+                str(sig["accepted"])]  # fmt: skip
+    return [
+        name, str(s.trades), _q(s.win_rate_pct), _q(s.net_pnl), _q(s.return_pct), _q(s.profit_factor),
+        _sharpe_text(s.sharpe), _q(s.max_drawdown), _q(s.max_drawdown_pct), _q(s.avg_mfe), _q(s.avg_mae),
+        str(sig["signals"]), str(sig["accepted"]),
+    ]  # fmt: skip
+
+
+def format_comparison(reports: Sequence[tuple[str, Report]]) -> str:
+    """Several strategies' reports over the same data, one row each (their TOTAL figures and the
+    signals the guard judged), in the order given."""
+    rows = [_compare_cells(name, r) for name, r in reports]
+    widths = [max(len(r[i]) for r in (_COMPARE_HEADERS, *rows)) for i in range(len(_COMPARE_HEADERS))]
+
+    def line(cells: Sequence[str]) -> str:
+        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([cells[0].ljust(widths[0]), *rest]).rstrip()
+
+    return "\n".join([line(_COMPARE_HEADERS), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])

@@ -28,11 +28,17 @@ class Strategy(Protocol):
 
 Factory = Callable[[dict[str, Any]], Strategy]
 _REGISTRY: dict[str, tuple[Factory, str]] = {}
+_TAKES_MEMBERS: set[str] = set()  # composites: their factory also takes ``member_params``
 
 
-def register(name: str, description: str) -> Callable[[Factory], Factory]:
+def register(name: str, description: str, *, takes_members: bool = False) -> Callable[[Factory], Factory]:
+    """Register a factory ``raw -> strategy``; ``takes_members``: a composite whose factory is
+    ``(raw, member_params=None)`` and builds its members with ``member_params[<member>]``."""
+
     def deco(factory: Factory) -> Factory:
         _REGISTRY[name] = (factory, description)
+        if takes_members:
+            _TAKES_MEMBERS.add(name)
         return factory
 
     return deco
@@ -43,10 +49,15 @@ def available() -> dict[str, str]:
     return {k: v[1] for k, v in sorted(_REGISTRY.items())}
 
 
-def build_strategy(name: str, params: dict[str, Any] | None = None) -> Strategy:
+def build_strategy(name: str, params: dict[str, Any] | None = None, *,
+                   member_params: dict[str, dict[str, Any]] | None = None) -> Strategy:
+    """Build a registered strategy from its config table. ``member_params`` (every strategy's
+    table, as ``settings.strategies``) goes to composites, whose members get their own overrides."""
     _load_builtins()
     if name not in _REGISTRY:
         raise StrategyError(f"active_strategy: unknown strategy {name!r}; expected one of {sorted(_REGISTRY)}")
+    if name in _TAKES_MEMBERS:
+        return _REGISTRY[name][0](dict(params or {}), member_params=member_params)  # type: ignore[call-arg]
     return _REGISTRY[name][0](dict(params or {}))
 
 

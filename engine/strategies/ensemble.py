@@ -280,6 +280,6 @@ class Ensemble:
                                        time_ms)
 
 
-@register(NAME, "Ensemble: members' votes weighted by their recent out-of-sample virtual PnL")
-def _factory(raw: dict) -> Ensemble:
-    return Ensemble(parse_params(EnsembleParams, NAME, raw))
+@register(NAME, "Ensemble: members' votes weighted by their recent out-of-sample virtual PnL", takes_members=True)
+def _factory(raw: dict, member_params: Mapping[str, Mapping[str, Any]] | None = None) -> Ensemble:
+    return Ensemble(parse_params(EnsembleParams, NAME, raw), member_params=member_params)

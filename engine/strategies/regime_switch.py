@@ -8,8 +8,11 @@ per regime (``flat`` = no strategy); defaults: ``trending_up``/``trending_down``
 ``unknown`` (warming up) → flat.
 
 Each switch is recorded as a :class:`~engine.strategies.regime.StrategySwitch` carrying the regime
-change that caused it; the engine collects them with :meth:`RegimeSwitch.drain_switches` (an
-outbox, emptied by the call) after each candle and journals/logs them. Signals keep the member's
+change that caused it, and logged at INFO (``engine.strategies.regime_switch``: symbol, the
+candle's UTC minute, previous and new regime with the detector's reason, old and new strategy) —
+so it reaches the run's log file and the console's log pane. The switches also wait in an outbox
+(the last ``OUTBOX_MAX``) for whoever wants them: :meth:`RegimeSwitch.drain_switches` empties it,
+:meth:`recent_switches` shows the last ``recent_switches`` without emptying. Signals keep the member's
 name in ``Signal.strategy`` (so per-strategy statistics and loss limits see the member) unless
 ``attribute_to_member`` is off, and their reason is prefixed with the regime.
 
@@ -18,13 +21,16 @@ only stops new entries from this strategy.
 
 Parameters: the regime map fields below plus every :class:`~engine.strategies.regime.RegimeParams`
 field (same names), e.g. ``[strategies.regime_switch] ranging = "flat"  crash_drop_pct = 4``.
-Members are built with their default parameters unless the caller passes ``member_params``.
+Members are built with the user's ``[strategies.<member>]`` overrides (the engine passes every
+strategy's table as ``member_params``), else with their defaults.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections import deque
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -45,6 +51,13 @@ from engine.strategies.regime import (
 from engine.strategies.stats import SignalCounter, SignalStats, signal_stats
 
 NAME = "regime_switch"
+OUTBOX_MAX = 10_000  # undrained switches kept (oldest dropped); every switch is logged anyway
+
+log = logging.getLogger(__name__)
+
+
+def _utc_minute(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 @dataclass(frozen=True)
 class RegimeMapParams:
@@ -96,7 +109,7 @@ class RegimeSwitch:
                 raise StrategyError(f"strategies.{NAME}: no member strategy for {missing}")
             self.members = {n: (m if isinstance(m, SafeStrategy) else SafeStrategy(m)) for n, m in members.items()}
         self._member_list = tuple(self.members.items())
-        self._outbox: list[StrategySwitch] = []
+        self._outbox: deque[StrategySwitch] = deque(maxlen=OUTBOX_MAX)  # bounded: nobody may drain it
         self._recent: deque[StrategySwitch] = deque(maxlen=self.params.recent_switches or None)
         self.switch_count = 0
         self._counter = SignalCounter(NAME)
@@ -126,6 +139,9 @@ class RegimeSwitch:
         sw = self.switcher.on_regime_change(change)
         if sw is not None:
             self.switch_count += 1
+            log.info("regime switch %s at the candle of %s UTC: regime %s -> %s (%s); strategy %s -> %s",
+                     sw.symbol, _utc_minute(change.candle_open_time_ms), sw.previous_regime.value, sw.regime.value,
+                     sw.reason, sw.from_strategy or FLAT, sw.to_strategy or FLAT)
             self._outbox.append(sw)
             if self.params.recent_switches:
                 self._recent.append(sw)
@@ -138,7 +154,8 @@ class RegimeSwitch:
 
     def drain_switches(self) -> list[StrategySwitch]:
         """Switches since the last call, oldest first (the outbox is emptied)."""
-        out, self._outbox = self._outbox, []
+        out = list(self._outbox)
+        self._outbox.clear()
         return out
 
     def recent_switches(self) -> tuple[StrategySwitch, ...]:
@@ -178,6 +195,7 @@ def build_regime_switch(raw: Mapping[str, Any] | None = None,
     return RegimeSwitch(mp, rp, member_params=member_params)
 
 
-@register(NAME, "Regime switching: trend following in trends, mean reversion in ranges, flat in crashes")
-def _factory(raw: dict) -> RegimeSwitch:
-    return build_regime_switch(raw)
+@register(NAME, "Regime switching: trend following in trends, mean reversion in ranges, flat in crashes",
+          takes_members=True)
+def _factory(raw: dict, member_params: Mapping[str, Mapping[str, Any]] | None = None) -> RegimeSwitch:
+    return build_regime_switch(raw, member_params)

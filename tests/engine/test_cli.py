@@ -320,3 +320,88 @@ def test_report_empty_selection_exits_0(clean_env, capsys):
     _report_db(state)
     assert main(["--state-dir", str(state), "report", "--from", "2030-01-01"]) == 0
     assert "no closed trades in" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- perpdeck backtest
+
+
+def _direct_backtest(strategy: str, days: int):
+    """The same window run straight through the backtest loop, independently of the command."""
+    from engine.backtest import build_sim_run, run_sync
+    from engine.config import Settings
+    from engine.data import KlineFile, load_funding, load_klines, sample_funding_files, sample_kline_files
+
+    f = load_klines(sample_kline_files(["BTCUSDT"])[0])
+    files = [KlineFile(f.symbol, f.path, f.candles[: days * 1440])]
+    funding = load_funding(sample_funding_files(["BTCUSDT"])[0])
+    settings = Settings(symbols=["BTCUSDT"], active_strategy=strategy,
+                        risk={"max_consecutive_losses": 0, "strategy_loss_limit_pct": 0})
+    run = build_sim_run(settings, run_id="direct", files=files, funding=funding)
+    run_sync(run)
+    return run.engine
+
+
+def test_backtest_runs_the_pipeline_over_the_window_and_prints_the_report(clean_env, capsys):
+    import json
+
+    args = ["backtest", "--strategy", "donchian_breakout", "--symbols", "BTCUSDT", "--from", "2025-05-05",
+            "--to", "2025-05-07"]
+    assert main([*args, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    eng = _direct_backtest("donchian_breakout", 3)
+    closed = eng.trades.closed
+    assert doc["candles"] == 3 * 1440 and doc["symbols"] == ["BTCUSDT"] and not doc["operator_halts"]
+    assert len(doc["periods"]) == 1
+    rep = doc["strategies"]["donchian_breakout"]
+    assert rep["closed_trades"] == len(closed) > 0
+    assert Decimal(rep["total"]["net_pnl"]) == sum((t.net_pnl for t in closed), Decimal(0))
+    assert rep["signals"]["total"] == {"signals": eng.stats.signals, "accepted": eng.stats.accepted,
+                                       "denied": eng.stats.signals - eng.stats.accepted}
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "backtest — 4,320 candles of BTCUSDT, 2025-05-05 00:00 UTC → 2025-05-07 23:59 UTC" in out
+    assert "perpdeck report" in out and "Sharpe" in out and "avg MFE" in out and "signals judged by the guard" in out
+
+
+def test_backtest_compare_prints_one_table_with_a_row_per_strategy(clean_env, capsys):
+    names = ["ema_trend", "donchian_breakout", "regime_switch"]
+    assert main(["backtest", "--compare", *names, "--symbols", "BTCUSDT", "--to", "2025-05-06"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    header = next(i for i, ln in enumerate(out) if ln.startswith("strategy"))
+    assert ["trades", "win", "%", "net", "PnL"] == out[header].split()[1:6]
+    rows = {ln.split()[0]: ln.split() for ln in out[header + 2: header + 2 + len(names)]}
+    assert list(rows) == names
+    for name in names:
+        closed = _direct_backtest(name, 2).trades.closed
+        assert rows[name][1] == str(len(closed))
+        assert rows[name][3] == str(sum((t.net_pnl for t in closed), Decimal(0)).quantize(Decimal("0.01")))
+
+
+def test_backtest_bad_input_exits_2_naming_the_option(clean_env, capsys):
+    assert main(["backtest", "--strategy", "nope"]) == 2
+    assert "--strategy: unknown strategy 'nope'" in capsys.readouterr().err
+    assert main(["backtest", "--compare", "ema_trend", "nope2"]) == 2
+    assert "--compare: unknown strategy 'nope2'" in capsys.readouterr().err
+    assert main(["backtest", "--from", "2025-05-07", "--to", "2025-05-05"]) == 2
+    assert "after --to" in capsys.readouterr().err
+    assert main(["backtest", "--symbols", "BTCUSDT", "--from", "2031-01-01"]) == 2
+    assert "no candles to test" in capsys.readouterr().err
+
+
+def test_backtest_runs_each_contiguous_period_from_a_fresh_account():
+    """Two windows of one symbol a week apart are two periods: no position is carried over the gap."""
+    from engine.backtest import contiguous_periods, run_backtest
+    from engine.config import Settings
+    from engine.data import KlineFile, load_klines, sample_kline_files
+
+    f = load_klines(sample_kline_files(["BTCUSDT"])[0])
+    early, late = (KlineFile(f.symbol, f.path, f.candles[a:b]) for a, b in ((0, 1440), (8 * 1440, 9 * 1440)))
+    eth = load_klines(sample_kline_files(["ETHUSDT"])[0])
+    overlapping = KlineFile(eth.symbol, eth.path, eth.candles[720:2000])  # overlaps `early`, touches nothing else
+    assert contiguous_periods([late, early, overlapping]) == [[early, overlapping], [late]]
+    s = Settings(symbols=["BTCUSDT"])
+    both = run_backtest(s, "donchian_breakout", [early, late])
+    alone = [run_backtest(s, "donchian_breakout", [x]) for x in (early, late)]
+    assert len(both.summaries) == 2
+    assert both.report.total.trades == sum(a.report.total.trades for a in alone) > 0
+    assert both.report.total.net_pnl == sum(a.report.total.net_pnl for a in alone)

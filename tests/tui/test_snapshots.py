@@ -12,7 +12,16 @@ from textual.pilot import Pilot
 
 from tests.tui.support import settle, wait_until
 from tests.tui.snapshot_apps.perpdeck_app import make_app
-from tui.fake import NOW_MS, FakeFacade, seeded_snapshot
+from tui.fake import (
+    NOW_MS,
+    FakeFacade,
+    FakeTrainer,
+    seeded_snapshot,
+    seeded_training,
+    trailing_positions,
+    with_ensemble,
+    with_regimes,
+)
 from tui.screens.flatten_result import FlattenResultScreen
 
 WIDE = (120, 40)
@@ -79,3 +88,46 @@ def test_help(snap_compare):
 
 def test_quit_confirmation_80x24(snap_compare):
     assert snap_compare(make_app(), terminal_size=SMALL, press=["q"], run_before=settle)
+
+
+def test_trailing_stops(snap_compare):
+    # Exchange trailing stops: BTC's activated ("trail active"), ETH's waiting for its activation price
+    # ("trail armed"), SOL with a plain stop.
+    snap = replace(seeded_snapshot(), positions=trailing_positions())
+    assert snap_compare(make_app(FakeFacade(snap)), terminal_size=WIDE, run_before=settle)
+
+
+def test_trailing_stops_80x24(snap_compare):
+    snap = replace(seeded_snapshot(), positions=trailing_positions())
+    assert snap_compare(make_app(FakeFacade(snap)), terminal_size=SMALL, run_before=settle)
+
+
+def test_strategies_regime_switch(snap_compare):
+    # Per-strategy record, regimes per symbol with the member in charge, the last switches with the
+    # regime that caused each, external signals of every outcome and the confluence held on BTC.
+    app = make_app(FakeFacade(with_regimes(seeded_snapshot())))
+    assert snap_compare(app, terminal_size=WIDE, press=["2"], run_before=settle)
+
+
+def test_strategies_ensemble(snap_compare):
+    app = make_app(FakeFacade(with_ensemble(seeded_snapshot())))
+    assert snap_compare(app, terminal_size=WIDE, press=["2"], run_before=settle)
+
+
+def test_strategies_80x24(snap_compare):
+    app = make_app(FakeFacade(with_regimes(seeded_snapshot())))
+    assert snap_compare(app, terminal_size=SMALL, press=["2"], run_before=settle)
+
+
+def test_training_running(snap_compare):
+    app = make_app(FakeFacade(trainer=FakeTrainer(seeded_training())))
+    assert snap_compare(app, terminal_size=WIDE, press=["3"], run_before=settle)
+
+
+def test_training_running_80x24(snap_compare):
+    app = make_app(FakeFacade(trainer=FakeTrainer(seeded_training())))
+    assert snap_compare(app, terminal_size=SMALL, press=["3"], run_before=settle)
+
+
+def test_training_not_available(snap_compare):
+    assert snap_compare(make_app(), terminal_size=WIDE, press=["3"], run_before=settle)

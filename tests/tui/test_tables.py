@@ -163,3 +163,31 @@ def test_new_lines_of_a_growing_or_scrolling_ring():
     assert new_lines(old, old[2:] + (line(5), line(6))) == (line(5), line(6))
     assert new_lines((), old) == old
     assert new_lines(old, (line(9),)) is None
+
+
+class MutedApp(App[None]):
+    """The console's stylesheet: headings and the muted tone are ``$text-muted`` (a colour with alpha)."""
+
+    CSS_PATH = "../../tui/app.tcss"
+
+    def compose(self) -> ComposeResult:
+        yield Two(id="t")
+
+
+async def test_headings_and_muted_cells_are_grey_not_white():
+    # $text-muted has alpha: only blended over the background is it grey. A partial style drops the
+    # alpha and the text came out white (the foreground colour at full strength).
+    app = MutedApp()
+    async with app.run_test() as pilot:
+        table = app.query_one(Two)
+        table.sync([("k", {"a": Cell("—", "muted"), "b": Cell("x")})])
+        app.set_focus(None)  # no cursor row
+        await pilot.pause()
+        grey = table.get_component_rich_style("deck--muted").color  # blended over the background
+        unblended = table.get_component_rich_style("deck--muted", partial=True).color
+        assert grey != unblended  # the premise: blending changes the colour
+        header = [s for s in table.render_line(0) if s.text.strip() == "A"][0]
+        cell = [s for s in table.render_line(1) if s.text.strip() == "—"][0]
+        assert header.style.color == table.get_component_rich_style("deck--header").color
+        assert header.style.bold
+        assert cell.style.color == grey

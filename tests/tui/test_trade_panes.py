@@ -129,3 +129,41 @@ def test_seeded_snapshot_has_the_trade_management_cases():
     assert [t.break_even_reached for t in snap.timers] == [True, False, False]
     assert snap.timers[0].deadline_ms is None
     assert snap.status.disabled_strategies == ("rl_policy",) and snap.status.consecutive_losses == 1
+
+
+def test_exchange_trailing_stop_says_armed_or_trailing():
+    armed = long(stop="99000", trailing_activated=False)
+    active = long(stop="100500", trailing_activated=True)
+    assert (stop_cell(armed).text, stop_cell(armed).tone) == ("trail armed 99,000.00", None)
+    assert (stop_cell(active).text, stop_cell(active).tone) == ("trailing 100,500.00", "accepted")
+    assert stop_cell(armed, compact=True).text == "armed 99,000.00"
+    assert stop_cell(active, compact=True).text == "trail 100,500.00"
+    # Not an exchange trailing stop: as before.
+    assert stop_cell(long(stop="99000", trailing_activated=None)).text == "99,000.00"
+
+
+async def test_positions_pane_shows_the_trailing_state_in_both_layouts():
+    from tui.fake import trailing_positions
+
+    snap = replace(seeded_snapshot(), positions=trailing_positions())
+    for size, btc, eth in (((120, 40), "trailing 97,519.60", "trail armed 3,390.00"),
+                           ((80, 24), "trail 97,519.60", "armed 3,390.00")):
+        app = make_app(FakeFacade(snap))
+        async with app.run_test(size=size) as pilot:
+            table = app.main_screen.query_one(PositionsTable)
+            await wait_until(pilot, lambda: table.row_count == 3)
+            assert table.cell("BTCUSDT:LONG", "stop").text == btc
+            assert table.cell("ETHUSDT:SHORT", "stop").text == eth
+
+
+def test_runtime_facade_reads_the_trailing_state_of_each_bracket(tmp_path):
+    from tests.tui.test_engine_keys import make_runtime
+
+    run, rt, facade = make_runtime(tmp_path, with_positions=True)
+    (key, br), *_ = run.engine.orders.brackets.items()
+    view = lambda: next(p for p in facade.snapshot().positions if (p.symbol, p.side) == (key[0], "LONG"))  # noqa: E731
+    assert br.trail_client_id is None and view().trailing_activated is None  # no exchange trailing stop
+    br.trail_client_id = "pdR0-test"  # what the order manager sets when it places one
+    assert view().trailing_activated is False
+    br.trail_exchange_active = True  # ALGO_UPDATE reported ia=true
+    assert view().trailing_activated is True

@@ -10,6 +10,7 @@ from textual.widgets import RichLog
 
 from engine.facade import LogLine
 from tui import format as fmt
+from tui.widgets.tables import component_style
 
 LEVELS = ("ALL", "INFO", "WARNING", "ERROR")
 """The filter cycle; each level shows lines at that level and above."""
@@ -53,9 +54,9 @@ class LogView(RichLog):
         tone = ("error" if number >= logging.ERROR else "warning" if number >= logging.WARNING
                 else "info" if number >= logging.INFO else "debug")
         return Text.assemble(
-            (fmt.hms(line.time_ms), self.get_component_rich_style("log--time", partial=True)),
+            (fmt.hms(line.time_ms), component_style(self, "log--time")),
             " ",
-            (f"{line.level:<7}", self.get_component_rich_style(f"log--{tone}", partial=True)),
+            (f"{line.level:<7}", component_style(self, f"log--{tone}")),
             " ",
             line.message,
         )

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from engine.facade import BREAK_EVEN, TRAILING, EngineSnapshot, PositionView, TimerView
+from engine.facade import BREAK_EVEN, STOP_LOSS, TRAILING, EngineSnapshot, PositionView, TimerView
 from tui import format as fmt
 from tui.widgets.tables import Cell, Col, DeckTable, Row
 
 STOP_TAGS = {BREAK_EVEN: "b/e", TRAILING: "trail"}
 """Put before the stop price when the stop was moved: to break-even, or trailing the price."""
+TRAIL_TAGS = {False: "trail armed", True: "trailing"}
+"""Put before the stop price while an exchange trailing stop is placed: waiting for its activation
+price (armed), or activated and following the price (active)."""
+TRAIL_TAGS_COMPACT = {False: "armed", True: "trail"}
+"""The same, in the compact layout."""
 TP_DONE = "✓"
 """Stands for a take-profit level that has filled."""
 TP_NEXT = "→"
@@ -33,10 +38,17 @@ def timer_cell(timer: TimerView | None, now_ms: int) -> Cell:
     return Cell(fmt.countdown(left), "warn" if left <= 0 else None, right=True)
 
 
-def stop_cell(p: PositionView) -> Cell:
-    """The stop price, tagged ``b/e`` or ``trail`` once it was moved; a missing stop is a warning."""
+def stop_cell(p: PositionView, *, compact: bool = False) -> Cell:
+    """The stop price, tagged ``b/e`` or ``trail`` once it was moved; a missing stop is a warning.
+
+    An exchange trailing stop says whether it is ``trail armed`` (placed, waiting for its activation
+    price) or ``trailing`` (activated, following the price); compact: ``armed`` / ``trail``."""
     if p.stop_price is None:
         return Cell(fmt.DASH, "warn", right=True)
+    if p.trailing_activated is not None:
+        tag = (TRAIL_TAGS_COMPACT if compact else TRAIL_TAGS)[p.trailing_activated]
+        tone = "accepted" if p.trailing_activated or p.stop_kind != STOP_LOSS else None
+        return Cell(f"{tag} {fmt.price(p.stop_price)}", tone, right=True)
     tag = STOP_TAGS.get(p.stop_kind)
     if tag is None:
         return Cell(fmt.price(p.stop_price), right=True)
@@ -74,6 +86,7 @@ def position_rows(snap: EngineSnapshot) -> list[Row]:
             "mark": Cell(fmt.price(p.mark_price), right=True),
             "upnl": Cell(fmt.signed_money(p.unrealized_pnl), pnl_tone(p.unrealized_pnl), right=True),
             "stop": stop_cell(p),
+            "stop_c": stop_cell(p, compact=True),
             "tp": take_profit_cell(p),
             "tp_next": take_profit_cell(p, compact=True),
             "liq": Cell(fmt.price(p.liquidation_price), right=True),
@@ -93,7 +106,8 @@ class PositionsTable(DeckTable):
         Col("entry", "Entry", right=True, compact=False),
         Col("mark", "Mark", right=True),
         Col("upnl", "uPnL", right=True),
-        Col("stop", "Stop", right=True),
+        Col("stop", "Stop", right=True, compact=False),
+        Col("stop", "Stop", right=True, wide=False, cell="stop_c"),
         Col("tp", "Take profit", right=True, compact=False),
         Col("tp_next", "Take profit", right=True, wide=False),
         Col("liq", "Liquidation", right=True, compact=False),

@@ -61,6 +61,18 @@ Row = tuple[str, dict[str, Cell]]
 """A row key and its cells by column key (cells for dropped columns are ignored)."""
 
 
+def component_style(widget: Widget, name: str) -> Style:
+    """A component class's own style (partial: it adds to the widget's) with its colour resolved.
+
+    The theme's text colours (``$text-muted`` …) carry alpha. A partial style drops it — muted text
+    would be drawn white — so the colour is taken from the full style, blended over the background.
+    """
+    partial = widget.get_component_rich_style(name, partial=True)
+    if partial.color is None:
+        return partial
+    return partial + Style(color=widget.get_component_rich_style(name).color)
+
+
 class DeckTable(ScrollView, can_focus=True):
     """A read-only, row-cursor table whose contents follow :meth:`sync`."""
 
@@ -206,7 +218,7 @@ class DeckTable(ScrollView, can_focus=True):
         return strip
 
     def _tone(self, tone: str | None) -> Style | None:
-        return self.get_component_rich_style(f"deck--{tone}", partial=True) if tone else None
+        return component_style(self, f"deck--{tone}") if tone else None
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
@@ -223,7 +235,7 @@ class DeckTable(ScrollView, can_focus=True):
             return Strip.blank(width, base)
         if y == 0:
             if self._header is None:
-                style = self.get_component_rich_style("deck--header", partial=True)
+                style = component_style(self, "deck--header")
                 self._header = self._line([(c.label, c.right, style) for c in self._shown], base)
             return self._header.crop_extend(scroll_x, scroll_x + width, base)
         index = scroll_y + y - 1

@@ -292,3 +292,75 @@ async def test_a_closed_trade_without_an_exit_reason_is_counted_as_unknown(db):
     await db.write_batch(JournalBatch("run-a", trades=[replace(RUN_A[0], trade_id="e9", exit_reason=None)]))
     s = row(await load_report(db, run_id="run-a"), "ema")
     assert s.exit_reasons["unknown"] == 1 and s.trades == 5
+
+
+# --------------------------------------------------------------------------- signals per strategy
+
+
+def _sig(strategy: str, at_ms: int, accepted: bool, n: int):
+    from engine.model import Signal, SignalRecord, Verdict
+
+    s = Signal(strategy, "BTCUSDT", Direction.LONG, 0.5, f"test {n}", at_ms - 60_000, Decimal("94000"), at_ms)
+    return SignalRecord(s, Verdict.ACCEPTED if accepted else Verdict.DENIED,
+                        "accepted" if accepted else "max_daily_trades", Decimal("0.01") if accepted else None, at_ms)
+
+
+# (strategy, day offset, accepted) in run A; "quiet" never trades
+SIGNALS_A = [("ema", 0, True), ("ema", 0, False), ("ema", 1, True), ("ema", 2, False), ("ema", 2, False),
+             ("rsi", 0, True), ("rsi", 1, False), ("quiet", 1, False), ("quiet", 2, False)]
+
+
+@pytest.fixture
+async def db_signals(db):
+    recs = [_sig(name, T0 + day * DAY + HOUR + i, ok, i) for i, (name, day, ok) in enumerate(SIGNALS_A)]
+    await db.write_batch(JournalBatch("run-a", signals=recs))
+    await db.write_batch(JournalBatch("run-b", signals=[_sig("ema", T0 + 3 * DAY, True, 99)]))
+    return db
+
+
+def _expected(selection) -> dict:
+    out: dict = {}
+    for name, _day, ok in selection:
+        c = out.setdefault(name, {"signals": 0, "accepted": 0, "denied": 0})
+        c["signals"] += 1
+        c["accepted" if ok else "denied"] += 1
+    return dict(sorted(out.items()))
+
+
+async def test_signal_counts_per_strategy_by_run_window_and_strategy(db_signals):
+    assert await db_signals.signal_counts("run-a") == _expected(SIGNALS_A)
+    assert await db_signals.signal_counts("run-b") == {"ema": {"signals": 1, "accepted": 1, "denied": 0}}
+    day1 = [x for x in SIGNALS_A if x[1] == 1]
+    assert await db_signals.signal_counts("run-a", since_ms=T0 + DAY, until_ms=T0 + 2 * DAY) == _expected(day1)
+    assert await db_signals.signal_counts(strategy="ema") == {"ema": {"signals": 6, "accepted": 3, "denied": 3}}
+
+
+async def test_strategy_summary_puts_signals_and_trades_side_by_side(db_signals):
+    summary = await db_signals.strategy_summary("run-a")
+    assert list(summary) == ["ema", "quiet", "rsi"]
+    for name in ("ema", "rsi"):
+        mine = [t for t in RUN_A if t.strategy == name]
+        done = closed(mine)
+        row = summary[name]
+        assert row["trades"] == len(done) and row["open"] == len(mine) - len(done)
+        assert row["net_pnl"] == sum((net(t) for t in done), Decimal(0))
+        assert row["wins"] == sum(1 for t in done if net(t) > 0)
+        assert row["win_rate_pct"] == Decimal(row["wins"]) * 100 / len(done)
+        assert {k: row[k] for k in ("signals", "accepted", "denied")} == _expected(SIGNALS_A)[name]
+    assert summary["quiet"]["trades"] == 0 and summary["quiet"]["win_rate_pct"] is None
+    assert summary["quiet"]["denied"] == 2
+
+
+async def test_report_shows_signal_counts_including_strategies_without_trades(db_signals):
+    rep = await load_report(db_signals, run_id="run-a")
+    assert rep.signals == _expected(SIGNALS_A)
+    text = format_report(rep)
+    table = text[text.index("signals judged by the guard"):].splitlines()
+    rows = {ln.split()[0]: ln.split()[1:] for ln in table[3:] if ln.split() and not ln.startswith("-")}
+    assert rows["ema"] == ["5", "2", "3", "40.00"] and rows["quiet"] == ["2", "0", "2", "0.00"]
+    assert rows[TOTAL][:3] == [str(len(SIGNALS_A)), "3", str(len(SIGNALS_A) - 3)]
+    doc = json.loads(format_report_json(rep))
+    assert doc["signals"]["by_strategy"] == _expected(SIGNALS_A)
+    assert doc["signals"]["total"] == {"signals": 9, "accepted": 3, "denied": 6}
+    ranged = await load_report(db_signals, date_from=D2, date_to=D2, strategy="ema")  # all runs, one day
+    assert ranged.signals == _expected([x for x in SIGNALS_A if x[0] == "ema" and x[1] == 2])
