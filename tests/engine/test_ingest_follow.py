@@ -70,3 +70,4 @@ async def test_waits_for_a_file_that_does_not_exist_yet(tmp_path, caplog):
         await wait_for(lambda: "does not exist yet" in caplog.text, what="waiting logged")
         path.write_text(line(113, "late-1"))  # created after start: read from its first line
         await wait_for(lambda: ids(s) == ["late-1"], what="new file read")
+        assert ids(s) == ["late-1"]
