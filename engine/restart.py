@@ -20,23 +20,23 @@ from typing import Any, Iterable
 from engine.exchange.binance.parse import parse_user_trade
 from engine.exchange.errors import ExchangeError
 from engine.model import (
-    AlgoOrder,
     AlgoStatus,
     Fill,
     MarginType,
-    Order,
     OrderPurpose,
     OrderStatus,
     OrderType,
     Position,
     PositionMode,
-    PositionSide,
 )
 from engine.orders.ids import role_of
 from engine.orders.manager import ROLE_PURPOSE
 from engine.state.reconcile import Correction, missing_fills, plan_startup
 
 log = logging.getLogger("engine.restart")
+
+_UNKNOWN = (-2013, -2011, -2026)
+"""Order does not exist / unknown order sent / order was canceled or expired (not found)."""
 
 FILL_LOOKBACK_MS = 60_000
 """Fills are fetched from a minute before the point up to which all are known (clock and ordering slack)."""
@@ -130,7 +130,7 @@ async def resolve_intents(adapter, store, account: str, now_ms: int) -> list[Cor
                 await adapter.query_order(sym, cid)
             state = "resolved"
         except ExchangeError as exc:
-            if exc.code not in (-2013, -2011, -2026):  # a transient error: leave it for the next start
+            if exc.code not in _UNKNOWN:  # a transient error: leave it for the next start
                 log.warning("intent %s: could not ask the exchange (%s); left pending", cid, exc)
                 continue
             state = "missing"
@@ -174,10 +174,6 @@ async def reconcile_at_startup(engine, adapter, store, *, account: str, run_id: 
                            recovered_fills=recovered)
     return notes + await sync_rows(engine, adapter, store, account, open_orders=open_orders, open_algos=open_algos,
                                    positions=positions)
-
-
-_UNKNOWN = (-2013, -2011, -2026)
-"""Order does not exist / unknown order sent / order was canceled or expired (not found)."""
 
 
 def _dec(v: Any, default: Decimal) -> Decimal:

@@ -9,8 +9,14 @@ from textual.widgets import Footer
 
 from engine.facade import EngineSnapshot
 from tui.messages import SnapshotTaken
-from tui.screens.main import COMPACT_BELOW_HEIGHT, COMPACT_BELOW_WIDTH
 from tui.widgets.header import HeaderBar
+
+COMPACT_BELOW_WIDTH = 116
+"""Narrower terminals get the compact layout (fewer columns); the wide orders table needs ~114."""
+COMPACT_BELOW_HEIGHT = 32
+"""Shorter terminals get the compact layout (slim panes, timers folded into positions)."""
+BACK = Binding("escape", "app.show_dashboard", "Back", key_display="esc")
+"""The views' way back to the dashboard."""
 
 
 def changed(old: EngineSnapshot | None, new: EngineSnapshot, *fields: str) -> bool:
@@ -27,7 +33,8 @@ class DeckScreen(Screen):
 
     LIVE = True
     """The app sends this screen snapshots while it is on top."""
-    BINDINGS = [Binding("escape", "app.show_dashboard", "Back", key_display="esc")]
+    COMPACT_HIDES_PALETTE = True
+    """In the compact layout the footer leaves out ``ctrl+p`` (80 cells hold every key; it still works)."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -56,7 +63,8 @@ class DeckScreen(Screen):
         self.set_class(not compact, "-wide")
         footer = self.query_one(Footer)
         footer.compact = compact
-        footer.show_command_palette = not compact  # 80 cells hold every key (ctrl+p still works)
+        if self.COMPACT_HIDES_PALETTE:
+            footer.show_command_palette = not compact
         return changed_
 
     def on_snapshot_taken(self, message: SnapshotTaken) -> None:

@@ -8,7 +8,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer
 
 from engine.facade import EngineSnapshot
-from tui.screens.base import DeckScreen, changed
+from tui.screens.base import BACK, DeckScreen, changed
 from tui.widgets.header import HeaderBar
 from tui.widgets.strategies import (
     ConfluencesTable,
@@ -28,6 +28,8 @@ class StrategiesScreen(DeckScreen):
     while it is an ensemble; the external-signal panes always (every strategy that takes external
     signals sees them, active or not).
     """
+
+    BINDINGS = [BACK]
 
     def __init__(self) -> None:
         super().__init__(id="strategies-screen")

@@ -7,7 +7,7 @@ from textual.containers import Vertical
 from textual.widgets import Footer
 
 from engine.facade import EngineSnapshot
-from tui.screens.base import DeckScreen, changed
+from tui.screens.base import BACK, DeckScreen, changed
 from tui.widgets.header import HeaderBar
 from tui.widgets.log import LogView
 from tui.widgets.tables import Pane
@@ -17,6 +17,8 @@ from tui.widgets.training import TrainingPanel
 class TrainingScreen(DeckScreen):
     """The trainer's view (state, device, progress, speed, ETA, reward, losses, best validation
     return, checkpoint, detail) above the engine log, where the trainer's messages land too."""
+
+    BINDINGS = [BACK]
 
     def __init__(self) -> None:
         super().__init__(id="training-screen")
