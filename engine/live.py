@@ -24,7 +24,7 @@ from typing import Any
 from engine.backtest import SimRun
 from engine.core import Engine, execute_async
 from engine.model import Candle, MarkPrice
-from engine.restart import account_key, reconcile_at_startup, resolve_managed, sync_rows
+from engine.restart import account_key, exchange_now_ms, reconcile_at_startup, resolve_managed, sync_rows
 from engine.runtime import RunPaths, RuntimeBase
 
 log = logging.getLogger("engine.live")
@@ -300,7 +300,8 @@ class LiveRuntime(RuntimeBase):
         eng = self.engine
         rs = self.reconcile_settings
         for _ in range(attempts):
-            round_ms = eng.clock.now_ms()
+            # exchange time now (right after a reconnect the engine's clock may still lag it)
+            round_ms = max(eng.clock.now_ms(), await exchange_now_ms(self.adapter))
             before = self._activity
             busy = set(self._workers)  # symbols with a request out: their state is in motion
             positions = [p for p in await self.adapter.positions() if p.amount != 0]

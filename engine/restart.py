@@ -45,6 +45,16 @@ FILL_MARK_SLACK_MS = 5_000
 before T may not be listed yet)."""
 
 
+async def exchange_now_ms(adapter) -> int:
+    """The exchange's clock now (0 when it cannot be read: callers take the larger of it and the
+    engine's clock). Fill fetches end there: a local replay's clock is not the request clock."""
+    try:
+        return int(await adapter.exchange_time_ms())
+    except (ExchangeError, AttributeError, TypeError, ValueError) as exc:
+        log.warning("could not read the exchange clock (%s); using the engine's", exc)
+        return int(getattr(adapter, "info_time_ms", 0) or 0)
+
+
 async def fill_window_start(store, account: str, intents: list[dict]) -> int | None:
     """Exchange ms from which a starting run fetches the account's fills: a minute before the
     point up to which every fill is known to be recorded (written by the last fetch of any run,
@@ -158,7 +168,7 @@ async def reconcile_at_startup(engine, adapter, store, *, account: str, run_id: 
     recovered: list[tuple[Fill, OrderPurpose]] = []
     # exchange time now: the server's clock live; a local replay's clock is its exchangeInfo's
     # serverTime (its /time answers wall time, for request signing)
-    fetched_to = max(engine.clock.now_ms(), int(getattr(adapter, "info_time_ms", 0) or 0))
+    fetched_to = max(engine.clock.now_ms(), await exchange_now_ms(adapter))
     if since is not None and since < fetched_to:
         recorded = await store.account_fill_keys(account, since)
         engine.remember_fills(recorded)

@@ -203,6 +203,14 @@ class BinanceAdapter:
     info_time_ms: int = 0
     """``serverTime`` of the exchangeInfo loaded at start: exchange time (a local replay's clock)."""
 
+    async def exchange_time_ms(self) -> int:
+        """The exchange's clock now, from ``premiumIndex`` ``time`` (weight 1). Live it is the
+        server's clock; a local replay answers with its replay clock, which ``/fapi/v1/time`` does
+        not (that one serves request signing)."""
+        r = await self.rest.premium_index(self.symbols[0])
+        t = int(r.get("time") or 0) if isinstance(r, Mapping) else 0
+        return max(t, self.info_time_ms)
+
     async def user_trades(self, symbol: str, start_ms: int | None = None, end_ms: int | None = None) -> list[dict]:
         """``GET /fapi/v1/userTrades`` rows (fills) of ``symbol`` from ``start_ms`` (default: 7 days
         before ``end_ms``) to ``end_ms`` (default: the server's clock), all of them, oldest first.

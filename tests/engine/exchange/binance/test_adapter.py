@@ -277,3 +277,12 @@ async def test_user_trades_follows_every_page():
     pages = router.sent("GET", "/fapi/v1/userTrades")
     assert len(pages) > 1 and all(p["limit"] == 3 and p["endTime"] - p["startTime"] < 7 * 86_400_000
                                   for p in pages)
+
+
+async def test_exchange_time_comes_from_the_exchange_not_the_request_clock():
+    """A local replay's /fapi/v1/time is wall time (for signing); its exchange clock is what
+    premiumIndex says. Fill fetches end at the exchange clock."""
+    router = Router({("GET", "/fapi/v1/premiumIndex"): lambda p: {"symbol": p["symbol"], "time": 1_747_000_000_000}})
+    ad = make(router)[0]
+    assert await ad.exchange_time_ms() == 1_747_000_000_000
+    assert router.sent("GET", "/fapi/v1/premiumIndex") == [{"symbol": "BTCUSDT"}]
