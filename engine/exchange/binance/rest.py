@@ -74,6 +74,13 @@ def default_resolve_backoff(attempt: int) -> float:
     return min(0.5 * (2**attempt), 8.0)
 
 
+def algo_resolve_backoff(attempt: int) -> float:
+    """The same for conditional orders (stops, take-profits): 0.1, 0.2, 0.4… s. A stop whose
+    placement is unknown leaves a position bare until it is resolved, and a resend cannot double
+    it: a ``clientAlgoId`` that exists is refused as a duplicate and then looked up."""
+    return min(0.1 * (2**attempt), 2.0)
+
+
 # -- rate limits ---------------------------------------------------------------------------------
 
 
@@ -249,6 +256,7 @@ class BinanceRest:
         retry_backoff: Callable[[int], float] = default_retry_backoff,
         max_retries: int = 4,
         resolve_backoff: Callable[[int], float] = default_resolve_backoff,
+        algo_resolve_backoff: Callable[[int], float] = algo_resolve_backoff,
         resolve_attempts: int = 6,
         not_found_confirmations: int = 2,
         max_rate_wait_s: float = 65.0,
@@ -265,6 +273,7 @@ class BinanceRest:
         self._retry_backoff = retry_backoff
         self.max_retries = max_retries
         self._resolve_backoff = resolve_backoff
+        self._algo_resolve_backoff = algo_resolve_backoff
         self.resolve_attempts = resolve_attempts
         self.not_found_confirmations = max(1, not_found_confirmations)
         self.max_rate_wait_s = max_rate_wait_s
@@ -407,7 +416,8 @@ class BinanceRest:
     # -- orders that must never be duplicated ----------------------------------------------
 
     async def _place_resolved(self, path: str, params: dict, client_id: str | None,
-                              query: Callable[[], Awaitable[Any]], id_field: str) -> Any:
+                              query: Callable[[], Awaitable[Any]], id_field: str,
+                              backoff: Callable[[int], float] | None = None) -> Any:
         if not client_id:
             return await self.call("POST", path, params, weight=0, is_order=True)
         last: ExchangeError | None = None
@@ -417,7 +427,7 @@ class BinanceRest:
             except ExchangeError as err:
                 if _is_duplicate(err):
                     log.info("client id %s already exists: returning the existing order", client_id)
-                    found = await self._resolve(query, id_field, client_id)
+                    found = await self._resolve(query, id_field, client_id, backoff)
                     if found is not None:
                         return found
                     raise
@@ -425,7 +435,7 @@ class BinanceRest:
                     raise
                 log.warning("%s for %s: status unknown (%s); querying by client id", path, client_id, err)
                 last = err
-            found = await self._resolve(query, id_field, client_id)
+            found = await self._resolve(query, id_field, client_id, backoff)
             if found is not None:
                 return found
             if sends == 1:
@@ -436,11 +446,12 @@ class BinanceRest:
                                  "not resending again", last.http_status,
                                  hint="reconcile with the exchange before trading this symbol")
 
-    async def _resolve(self, query: Callable[[], Awaitable[Any]], id_field: str, client_id: str) -> Any | None:
+    async def _resolve(self, query: Callable[[], Awaitable[Any]], id_field: str, client_id: str,
+                       backoff: Callable[[int], float] | None = None) -> Any | None:
         """The order if it exists; ``None`` once Binance has said "does not exist" enough times."""
         not_found = 0
         for attempt in range(self.resolve_attempts):
-            await self._sleep(self._resolve_backoff(attempt))
+            await self._sleep((backoff or self._resolve_backoff)(attempt))
             try:
                 r = await query()
             except (Banned, AuthError) as err:
@@ -507,7 +518,8 @@ class BinanceRest:
         """``POST /fapi/v1/algoOrder``; unknown outcomes are resolved by ``clientAlgoId`` (never duplicated)."""
         p = dict(params)
         caid = p.get("clientAlgoId")
-        return await self._place_resolved(ALGO_PATH, p, caid, lambda: self.query_algo_order(caid), "algoId")
+        return await self._place_resolved(ALGO_PATH, p, caid, lambda: self.query_algo_order(caid), "algoId",
+                                          self._algo_resolve_backoff)
 
     async def query_algo_order(self, client_algo_id: str) -> Any:
         return await self.call("GET", ALGO_PATH, {"clientAlgoId": client_algo_id})

@@ -138,6 +138,23 @@ async def test_unknown_status_when_not_applied_resends_once_with_the_same_client
     assert len(posts) == 2 and {p[2]["newClientOrderId"] for p in posts} == {"pd-1"}
 
 
+async def test_an_unknown_stop_is_resolved_faster_than_an_unknown_entry():
+    """A stop whose placement is unknown leaves a position bare: it is looked up at 0.1, 0.2 s…
+    and resent (same clientAlgoId) within a second; an entry waits 0.5, 1 s… before its resend."""
+    rest, fake, clock = make()
+    fake.post_script = ["lost+503", "ok"]
+    t0 = clock.t
+    await rest.new_algo_order(ALGO)
+    algo_wait_ms = clock.t - t0
+    assert len(fake.posts(ALGO_PATH)) == 2 and algo_wait_ms <= 500
+
+    rest, fake, clock = make()
+    fake.post_script = ["lost+503", "ok"]
+    t0 = clock.t
+    await rest.new_order(ORDER)
+    assert clock.t - t0 >= 1_500 > algo_wait_ms
+
+
 async def test_two_unknowns_with_nothing_placed_raise_without_a_third_send():
     rest, fake, _ = make()
     fake.post_script = ["lost+503", "lost+503", "ok", "ok"]
