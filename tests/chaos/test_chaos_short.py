@@ -19,8 +19,6 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from chaos import summary  # noqa: E402
@@ -37,10 +35,6 @@ def _run(seed: int, workdir: str) -> RunResult:
     return asyncio.run(run_once(seed, ChaosConfig(workdir=Path(workdir), fault_kinds=FAULT_KINDS, **CONFIG)))
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "issue 6 open: in about one run in ten a fill made while a restarted engine is still starting "
-    "(before its user stream connects) is not recovered before the check, and under full CPU load "
-    "a position can be without a stop for 5-6 s after a restart; remove this marker when fixed"))
 def test_short_chaos_suite_loses_nothing(tmp_path: Path) -> None:
     ctx = multiprocessing.get_context("spawn")  # a clean interpreter per worker (no inherited loop or threads)
     with ProcessPoolExecutor(max_workers=JOBS, mp_context=ctx) as pool:
