@@ -650,6 +650,10 @@ class Engine:
             self.orders.on_order_accepted(cmd.req.client_order_id, exchange_id or 0)
         elif isinstance(cmd, SubmitAlgoOrder):
             self.orders.on_algo_accepted(cmd.req.client_algo_id, exchange_id or 0)
+        elif isinstance(cmd, CancelOrder):
+            self.orders.on_cancel_ok(cmd.client_order_id, algo=False)
+        elif isinstance(cmd, CancelAlgoOrder):
+            self.orders.on_cancel_ok(cmd.client_algo_id, algo=True)
         self._after_orders()
 
     def on_command_failed(self, cmd: ExchangeCommand, err: ExchangeError) -> None:
@@ -885,6 +889,8 @@ class Engine:
                                         f"{key[0]} {key[1].value}: flat on the exchange but the closing fills were not "
                                         "found; the trade stays open in the journal"))
         for sym, caid in sp.cancel_algos:
+            if caid in sp.resting:  # this run's row: the run that placed it may have died before writing
+                om.register_resting_algo(sp.resting[caid])
             om.outbox.append(CancelAlgoOrder(sym, caid))
         for sym, coid in sp.cancel_orders:
             om.outbox.append(CancelOrder(sym, coid))

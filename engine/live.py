@@ -347,6 +347,17 @@ class LiveRuntime(RuntimeBase):
         return False
 
     _fill_watermark_ms: int | None = None
+    final_round_s = 5.0
+    """A graceful stop ends with one reconciliation round (at most this long), so the database it
+    leaves holds the exchange's last word on every order and position."""
+
+    async def _last_round(self) -> None:
+        try:
+            await asyncio.wait_for(self.reconcile_once(attempts=2), timeout=self.final_round_s)
+        except asyncio.TimeoutError:
+            log.warning("stopping: the last reconciliation took over %.0f s; skipped", self.final_round_s)
+        except Exception as exc:  # noqa: BLE001 - stopping goes on regardless
+            log.warning("stopping: the last reconciliation failed (%s)", exc)
 
     async def _apply_operator_commands(self) -> None:
         await self._apply_commands()
@@ -456,6 +467,7 @@ class LiveRuntime(RuntimeBase):
             if rec is not None:
                 rec.cancel()
                 await asyncio.gather(rec, return_exceptions=True)
+                await self._last_round()
             workers = list(self._workers.values())
             if workers:
                 await asyncio.gather(*workers, return_exceptions=True)

@@ -10,6 +10,7 @@ treated per config (outside ones), and orphaned orders are cancelled. Every corr
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import logging
@@ -126,24 +127,39 @@ async def fetch_missing_fills(adapter, symbols: Iterable[str], since_ms: int,
     return out
 
 
-async def resolve_intents(adapter, store, account: str, now_ms: int) -> list[Correction]:
+INTENT_QUERY_TIMEOUT_S = 1.0
+"""How long startup waits for one intent's status: a hung query must not hold back the
+protection of the positions found (the intent stays pending and is asked again next time)."""
+
+
+async def resolve_intents(adapter, store, account: str, now_ms: int,
+                          timeout_s: float = INTENT_QUERY_TIMEOUT_S) -> list[Correction]:
     """Intents stored but never answered (the process died while sending): ask the exchange by
-    client id. Found: ``resolved`` (its fills and position are reconciled like any other); not
-    found: ``missing`` — it never arrived, and it is NOT sent again."""
-    notes: list[Correction] = []
-    for it in await store.intents(account, ("pending",)):
+    client id, all at once, each for at most ``timeout_s``. Found: ``resolved`` (its fills and
+    position are reconciled like any other); not found: ``missing`` — it never arrived, and it is
+    NOT sent again; no answer: left ``pending`` for the next start."""
+    pending = await store.intents(account, ("pending",))
+
+    async def ask(it: dict) -> str | None:
         cid, sym = it["client_id"], it["symbol"]
+        query = adapter.query_algo_order(cid) if it["kind"] == "algo" else adapter.query_order(sym, cid)
         try:
-            if it["kind"] == "algo":
-                await adapter.query_algo_order(cid)
-            else:
-                await adapter.query_order(sym, cid)
-            state = "resolved"
+            await asyncio.wait_for(query, timeout=timeout_s)
+            return "resolved"
+        except asyncio.TimeoutError:
+            log.warning("intent %s: the exchange did not answer within %.1f s; left pending", cid, timeout_s)
+            return None
         except ExchangeError as exc:
             if exc.code not in _UNKNOWN:  # a transient error: leave it for the next start
                 log.warning("intent %s: could not ask the exchange (%s); left pending", cid, exc)
-                continue
-            state = "missing"
+                return None
+            return "missing"
+
+    notes: list[Correction] = []
+    for it, state in zip(pending, await asyncio.gather(*(ask(it) for it in pending))):
+        if state is None:
+            continue
+        cid, sym = it["client_id"], it["symbol"]
         await store.set_intent_state(account, cid, state, now_ms)
         what = "reached the exchange" if state == "resolved" else "never reached the exchange; not resent"
         notes.append(Correction(f"intent_{state}", sym, f"{sym}: {it['role']} {cid} {what}", {"client_id": cid}))

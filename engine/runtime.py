@@ -58,6 +58,10 @@ class RuntimeBase:
         self.finished = False
         self.flush_errors = 0
 
+    def unsent_commands(self) -> list:
+        """Exchange commands taken from the engine but not sent yet (a live runtime's queues)."""
+        return [c for q in getattr(self, "_queues", {}).values() for c in q]
+
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -251,7 +255,7 @@ class RuntimeBase:
             for t in aux:
                 t.cancel()
             await asyncio.gather(*aux, return_exceptions=True)
-            dropped = self.run_.engine.orders.abandon_unsent()
+            dropped = self.run_.engine.orders.abandon_unsent(self.unsent_commands())
             if dropped:
                 log.warning("stopping: %d request(s) waiting to be resent were not sent", dropped)
             await self._flush()

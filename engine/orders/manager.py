@@ -13,6 +13,7 @@ errors exhausted — the position is closed at market (reduce-only) and the reas
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -1055,6 +1056,23 @@ class OrderManager:
             log.warning("%s for %s rejected: %s (the stop still protects the position)", st.req.purpose.value, key[0],
                         err)
 
+    def on_cancel_ok(self, client_id_: str, algo: bool) -> None:
+        """The exchange confirmed a cancel: the order is CANCELED now, whether or not its update
+        arrives on the stream (a stream not open yet at startup, or a dropped one, loses it)."""
+        now = self.clock.now_ms()
+        if algo:
+            ast = self.algos.get(client_id_)
+            if ast is not None and ast.status.is_open:
+                self._set_algo_status(ast, AlgoStatus.CANCELED)
+                ast.updated_ms = now
+                self._record_algo(ast)
+        else:
+            st = self.orders.get(client_id_)
+            if st is not None and st.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
+                self._set_order_status(st, OrderStatus.CANCELED)
+                st.updated_ms = now
+                self._record_order(st)
+
     def on_cancel_failed(self, symbol: str, client_id_: str, err: ExchangeError, algo: bool) -> None:
         if err.code in (-2011, -2013):
             return  # already gone (filled, triggered or cancelled): the events will say which
@@ -1377,11 +1395,13 @@ class OrderManager:
             self._protect(br, br.entry_price)
         return True
 
-    def abandon_unsent(self, reason: str = "not sent: stopped while waiting to resend") -> int:
-        """The process is stopping: requests queued for a resend (or never taken from the outbox)
-        will not go out. Their orders are recorded EXPIRED with ``reason`` so the database does not
-        show them open; a restart continues the plan (and sends a new close if one is still due)."""
-        queued = [c for _w, c in self._retries] + list(self.outbox)
+    def abandon_unsent(self, also: Iterable[ExchangeCommand] = (),
+                       reason: str = "not sent: stopped while waiting to resend") -> int:
+        """The process is stopping: requests queued for a resend, never taken from the outbox, or
+        still waiting in the runtime's queues (``also``) will not go out. Their orders are recorded
+        EXPIRED with ``reason`` so the database does not show them open; a restart continues the
+        plan (and sends a new close if one is still due)."""
+        queued = [c for _w, c in self._retries] + list(self.outbox) + list(also)
         self._retries.clear()
         self.outbox.clear()
         n = 0

@@ -17,7 +17,7 @@ from engine.backtest import build_engine
 from engine.config import Settings
 from engine.core import pump
 from engine.events import ExAlgoUpdate, ExOrderUpdate, SwitchStrategy
-from engine.model import Direction, ExitReason, OrderPurpose, OrderStatus, OrderType
+from engine.model import AlgoStatus, Direction, ExitReason, OrderPurpose, OrderStatus, OrderType
 from engine.restart import fetch_missing_fills, resolve_managed
 from engine.state.reconcile import diff_running, plan_startup
 from tests.engine.orders.scenario import MIN, close_ms, exchange_position, flat, path, resting_stops, run_scenario
@@ -305,10 +305,10 @@ class DropOrderEvents:
 
 
 def test_lost_order_updates_are_resolved_by_asking_the_exchange():
-    """The break-even timeout's market close filled, and the take-profit it cancelled went, but
-    none of their updates arrived: the engine believes both still open, and would never send
-    another close under that purpose. The reconciliation asks the exchange by client id and
-    applies what the stream should have said."""
+    """The break-even timeout's market close filled, but none of its updates arrived: the engine
+    believes it still open, and would never send another close under that purpose. The
+    reconciliation asks the exchange by client id and applies what the stream should have said.
+    The take-profit it cancelled is known CANCELED from the cancel's answer alone."""
     ports = {}
 
     def wrap(port):
@@ -319,16 +319,36 @@ def test_lost_order_updates_are_resolved_by_asking_the_exchange():
                        exits={**NO_EXITS, "break_even_trigger_pct": 1, "break_even_timeout_s": 300})
     om = run.engine.orders
     assert ports["p"].dropped and exchange_position(run) == 0
-    believed = {c for c, st in om.orders.items() if st.status.is_open} | {c for c, st in om.algos.items()
-                                                                          if st.status.is_open}
-    assert any(c.startswith("pdB") for c in believed) and any(c.startswith("pdT") for c in believed)
+    assert [c for c, st in om.orders.items() if st.status.is_open and c.startswith("pdB")]
+    assert all(st.status is AlgoStatus.CANCELED for c, st in om.algos.items() if c.startswith("pdT"))
 
     adapter = SimAdapter(run.sim)
     notes = asyncio.run(resolve_managed(run.engine, adapter, open_orders=run.sim.open_orders({}),
                                         open_algos=run.sim.open_algo_orders({})))
-    assert {n.kind for n in notes} == {"order_resolved", "algo_resolved"}
+    assert {n.kind for n in notes} == {"order_resolved"}
     assert not [c for c, st in om.orders.items() if st.status.is_open]
-    assert not [c for c, st in om.algos.items() if st.status.is_open]
     close = next(st for c, st in om.orders.items() if c.startswith("pdB"))
     assert close.status is OrderStatus.FILLED and close.filled_qty == Decimal("0.030")
     assert asyncio.run(resolve_managed(run.engine, adapter, open_orders=[], open_algos=[])) == []
+
+
+def test_a_take_profit_whose_updates_were_lost_is_resolved_as_finished():
+    """The take-profit triggered and filled; its updates never arrived (the position report did).
+    The engine believes it resting; the reconciliation learns it FINISHED."""
+    ports = {}
+
+    def wrap(port):
+        ports["p"] = DropOrderEvents(port, ("pdT",))
+        return ports["p"]
+
+    run = run_scenario(flat(10, 1.0) + path(1.0, 1.01, 1.02, 1.03, 1.04, start=10) + flat(5, 1.04, start=15),
+                       {9: Direction.LONG}, port_wrapper=wrap, risk={**RISK, "take_profit_2_pct": 2},
+                       exits=NO_EXITS)
+    om = run.engine.orders
+    assert exchange_position(run) == 0
+    believed = [c for c, st in om.algos.items() if st.status.is_open and c.startswith("pdT")]
+    assert believed
+    notes = asyncio.run(resolve_managed(run.engine, SimAdapter(run.sim), open_orders=run.sim.open_orders({}),
+                                        open_algos=run.sim.open_algo_orders({})))
+    assert {n.kind for n in notes} == {"algo_resolved"}
+    assert om.algos[believed[0]].status is AlgoStatus.FINISHED

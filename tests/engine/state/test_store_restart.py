@@ -232,3 +232,30 @@ async def test_fill_window_starts_at_the_fills_complete_mark_not_the_newest_fill
         j.fills_complete("b", 999_000, 2)
         await j.flush(st)
         assert await st.fills_complete_ms("a") == 300_000 and await st.fills_complete_ms("b") == 999_000
+
+
+async def test_a_hung_intent_query_does_not_hold_back_startup(tmp_path):
+    """Intent queries run at once, each for at most the timeout: one that hangs stays pending
+    (asked again next start) while the others are resolved."""
+    import asyncio
+
+    from engine.restart import resolve_intents
+
+    class Hung:
+        async def query_order(self, symbol, cid):
+            if cid == "pdE0-hung":
+                await asyncio.Event().wait()  # never answers
+            if cid == "pdE0-gone":
+                raise ExchangeError(-2013, "Order does not exist.", 400)
+            return {"orderId": 1}
+
+        async def query_algo_order(self, cid):
+            return {"algoId": 2}
+
+    async with await Store.open(tmp_path / "db.sqlite") as st:
+        for cid, kind in (("pdE0-hung", "order"), ("pdE0-gone", "order"), ("pdE0-here", "order"), ("pdS0-a", "algo")):
+            await st.record_intent("a", "r1", cid, symbol="BTCUSDT", kind=kind, role="entry", payload={}, time_ms=1)
+        notes = await resolve_intents(Hung(), st, "a", 5, timeout_s=0.05)
+        states = {it["client_id"]: it["state"] for it in await st.intents("a")}
+        assert states == {"pdE0-hung": "pending", "pdE0-gone": "missing", "pdE0-here": "resolved", "pdS0-a": "resolved"}
+        assert len(notes) == 3
