@@ -128,6 +128,8 @@ async def fetch_missing_fills(adapter, symbols: Iterable[str], since_ms: int,
 
 
 INTENT_QUERY_TIMEOUT_S = 1.0
+ROW_QUERY_TIMEOUT_S = 1.0
+"""The same for the status queries of a reconciliation round: no answer, the next round asks again."""
 """How long startup waits for one intent's status: a hung query must not hold back the
 protection of the positions found (the intent stays pending and is asked again next time)."""
 
@@ -198,8 +200,9 @@ async def reconcile_at_startup(engine, adapter, store, *, account: str, run_id: 
     notes = engine.restore(sp, unprotected=settings.reconcile.unprotected,
                            external=settings.reconcile.external_positions, restart=max(1, restart),
                            recovered_fills=recovered)
-    return notes + await sync_rows(engine, adapter, store, account, open_orders=open_orders, open_algos=open_algos,
-                                   positions=positions)
+    # The rows of earlier runs are brought to the exchange's truth by the round that runs once the
+    # user stream is connected (sync_rows): their queries must not hold back the protection decided here.
+    return notes
 
 
 def _dec(v: Any, default: Decimal) -> Decimal:
@@ -222,7 +225,8 @@ async def sync_rows(engine, adapter, store, account: str, *, open_orders: list[d
     * A position whose newest row differs from the exchange's gets a row with the exchange's
       position (a zero row once it is flat).
 
-    Called at startup and by every timer reconciliation round; a transient error leaves a row for
+    Called by every reconciliation round (the first runs once the user stream is connected, right
+    after startup); a transient error or a query unanswered within a second leaves a row for
     the next round.
     """
     om = engine.orders
@@ -247,7 +251,7 @@ async def sync_rows(engine, adapter, store, account: str, *, open_orders: list[d
         if not o.status.is_open or cid in ex_orders or (cid in om.orders and om.orders[cid].status.is_open):
             continue
         try:
-            row = await adapter.query_order(o.symbol, cid)
+            row = await asyncio.wait_for(adapter.query_order(o.symbol, cid), ROW_QUERY_TIMEOUT_S)
             status = OrderStatus(str(row.get("status")))
             fixed = dataclasses.replace(
                 o, status=status, exchange_order_id=int(row.get("orderId") or 0) or o.exchange_order_id,
@@ -258,7 +262,7 @@ async def sync_rows(engine, adapter, store, account: str, *, open_orders: list[d
                 continue
             fixed = dataclasses.replace(o, status=OrderStatus.EXPIRED, updated_ms=max(now, o.updated_ms),
                                         reject_reason="not found on the exchange (reconciliation)")
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, asyncio.TimeoutError):
             continue
         if fixed.status.is_open:  # opened between the two reads: the next round sees it
             continue
@@ -271,7 +275,7 @@ async def sync_rows(engine, adapter, store, account: str, *, open_orders: list[d
         if not a.status.is_open or cid in ex_algos or (cid in om.algos and om.algos[cid].status.is_open):
             continue
         try:
-            row = await adapter.query_algo_order(cid)
+            row = await asyncio.wait_for(adapter.query_algo_order(cid), ROW_QUERY_TIMEOUT_S)
             fixed = dataclasses.replace(a, status=AlgoStatus(str(row.get("algoStatus"))),
                                         updated_ms=max(now, a.updated_ms))
         except ExchangeError as exc:
@@ -279,7 +283,7 @@ async def sync_rows(engine, adapter, store, account: str, *, open_orders: list[d
                 continue
             fixed = dataclasses.replace(a, status=AlgoStatus.EXPIRED, updated_ms=max(now, a.updated_ms),
                                         reject_reason="not found on the exchange (reconciliation)")
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, asyncio.TimeoutError):
             continue
         if fixed.status.is_open:
             continue
@@ -329,9 +333,9 @@ async def resolve_managed(engine, adapter, *, open_orders: list[dict], open_algo
                     and st.updated_ms <= now - min_age_ms and st.req.symbol not in skip_symbols]
     for cid, st in stale_orders:
         try:
-            row = await adapter.query_order(st.req.symbol, cid)
+            row = await asyncio.wait_for(adapter.query_order(st.req.symbol, cid), ROW_QUERY_TIMEOUT_S)
             status = OrderStatus(str(row.get("status")))
-        except (ExchangeError, ValueError):
+        except (ExchangeError, ValueError, asyncio.TimeoutError):
             continue
         if status.is_open or not om.orders[cid].status.is_open:
             continue
@@ -350,9 +354,9 @@ async def resolve_managed(engine, adapter, *, open_orders: list[dict], open_algo
                    and st.req.symbol not in skip_symbols]
     for cid, st in stale_algos:
         try:
-            row = await adapter.query_algo_order(cid)
+            row = await asyncio.wait_for(adapter.query_algo_order(cid), ROW_QUERY_TIMEOUT_S)
             status = AlgoStatus(str(row.get("algoStatus")))
-        except (ExchangeError, ValueError):
+        except (ExchangeError, ValueError, asyncio.TimeoutError):
             continue
         if status not in final_algo or not om.algos[cid].status.is_open:
             continue
