@@ -503,7 +503,7 @@ async def retry_startup(call, what: str, *, first_backoff_s: float = 0.5,
     is waited out (a ban until it ends, per the exchange) instead of ending the process. A wrong
     key, a bad symbol or any other final answer is raised at once.
     """
-    from engine.exchange.errors import AuthError, ExchangeConfigError, ExchangeError, RateLimited
+    from engine.exchange.errors import AuthError, ExchangeConfigError, ExchangeError
 
     wall_ms = wall_ms or (lambda: time.time_ns() // 1_000_000)  # bans are given in wall time
     delay = first_backoff_s
@@ -513,9 +513,7 @@ async def retry_startup(call, what: str, *, first_backoff_s: float = 0.5,
         except (AuthError, ExchangeConfigError):
             raise
         except ExchangeError as exc:
-            transient = (exc.retryable or exc.unknown_status or isinstance(exc, RateLimited)
-                         or exc.http_status >= 500 or exc.code == -1021)
-            if not transient:
+            if not exc.transient:
                 raise
             wait = delay
             until = int(getattr(exc, "until_ms", 0) or 0)

@@ -110,6 +110,13 @@ class ExchangeError(Exception):
         return self.code in UNKNOWN_STATUS or (self.http_status >= 500 and self.code not in RETRYABLE_NOT_APPLIED)
 
     @property
+    def transient(self) -> bool:
+        """Worth asking again later: certainly not applied or of unknown outcome, an overload, a
+        rate limit or ban, or a timestamp outside recvWindow (the clock is re-synced)."""
+        return (self.retryable or self.unknown_status or isinstance(self, RateLimited)
+                or self.http_status >= 500 or self.code in (-1021, -5028))
+
+    @property
     def is_auth(self) -> bool:
         return self.code in AUTH_CODES or self.http_status == 401
 

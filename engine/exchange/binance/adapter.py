@@ -121,6 +121,8 @@ class BinanceAdapter:
             try:
                 r = await self.rest.change_leverage(s, leverage)
             except ExchangeError as e:
+                if e.transient:
+                    raise  # not an answer about the setting: the caller waits and asks again
                 raise ExchangeConfigError(f"{s}: could not set leverage {leverage}x: {e.msg}", e.code, e.http_status,
                                           hint=e.hint) from None
             notes.append(f"{s}: leverage {r.get('leverage', leverage) if isinstance(r, Mapping) else leverage}x")
@@ -128,6 +130,8 @@ class BinanceAdapter:
                 await self.rest.change_margin_type(s, mt.value)
                 notes.append(f"{s}: margin type set to {mt.value}")
             except ExchangeError as e:
+                if e.transient:
+                    raise
                 if e.code == -4046:
                     notes.append(f"{s}: margin type already {mt.value}")
                 elif e.code in (-4047, -4048):

@@ -111,6 +111,23 @@ async def test_configure_sets_leverage_and_margin_and_treats_4046_as_done():
     assert router.sent("POST", "/fapi/v1/positionSide/dual") == []
 
 
+async def test_configure_passes_a_ban_through_so_startup_waits_it_out():
+    """A 418 while setting the margin type says nothing about the setting: it is raised as the
+    ban it is (startup waits it out), not as a configuration error that ends the process."""
+    from engine.exchange.errors import Banned
+    from engine.live import retry_startup
+
+    answers = [err(-1003, "Way too many requests; IP banned until 1.", 418)]
+    router = Router({("POST", "/fapi/v1/marginType"): lambda p: answers.pop() if answers else {"code": 200}})
+    ad, router, _ = make(router)
+    with pytest.raises(Banned):
+        await ad.configure(leverage=3, margin_type="ISOLATED", position_mode="ONEWAY")
+    ad.rest.limits.banned_until_ms = 0  # the ban is over
+    notes = await retry_startup(lambda: ad.configure(leverage=3, margin_type="ISOLATED", position_mode="ONEWAY"),
+                                "account set-up", first_backoff_s=0)
+    assert any("margin type set to ISOLATED" in n for n in notes)
+
+
 async def test_configure_switches_position_mode_when_flat():
     router = Router({("GET", "/fapi/v1/positionSide/dual"): {"dualSidePosition": True},
                        ("POST", "/fapi/v1/positionSide/dual"): err(-4059, "No need to change position side.")})
