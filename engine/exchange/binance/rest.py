@@ -69,6 +69,12 @@ def default_retry_backoff(attempt: int) -> float:
     return min(0.2 * (2**attempt), 5.0)
 
 
+ORDER_TIMEOUT_S = 3.0
+"""How long a new order (or conditional order) waits for its answer before its outcome counts as
+unknown and is resolved by client id. Binance answers in well under a second; a stop whose POST
+hangs must not leave a position bare for a whole general request timeout."""
+
+
 def default_resolve_backoff(attempt: int) -> float:
     """Seconds before query ``attempt`` (0-based) when resolving an unknown order status."""
     return min(0.5 * (2**attempt), 8.0)
@@ -249,6 +255,7 @@ class BinanceRest:
         *,
         recv_window_ms: int = 5000,
         timeout_s: float = 10.0,
+        order_timeout_s: float = ORDER_TIMEOUT_S,
         wall_ms: Callable[[], int] = _wall_ms,
         max_workers: int = 4,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
@@ -285,7 +292,7 @@ class BinanceRest:
         self._transport: Transport = transport or self._connector_transport
         # new orders go out from the event loop (no thread hand-off); see fastsend.py
         self.order_sender = (OrderSender(endpoints.rest_url, self._api_key, self._signer, self.timestamp_ms,
-                                         timeout_s=timeout_s)
+                                         timeout_s=order_timeout_s)
                              if fast_orders and transport is None and self._signer is not None else None)
         self._closed = False
 

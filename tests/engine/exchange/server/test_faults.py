@@ -353,3 +353,28 @@ async def test_requests_in_flight_and_held_events_are_visible(ex, client):
     assert ex.held_user_events == 3  # NEW, TRADE, ACCOUNT_UPDATE collected, not yet released
     ex.faults.clear()
     assert ex.held_user_events == 0
+
+
+async def test_a_hung_order_answer_is_resolved_by_client_id_long_before_the_general_timeout(ex, client):
+    """The exchange applied the stop but holds its answer: after ``order_timeout_s`` (not the 10 s
+    general timeout) the client asks by clientAlgoId and gets the placed order; nothing is sent twice."""
+    from engine.exchange.binance.endpoints import Credentials, Endpoints
+    from engine.exchange.binance.rest import BinanceRest
+    from engine.exchange.sim.server import DEFAULT_API_KEY, DEFAULT_API_SECRET
+
+    await advance(ex)
+    await market(client, "long-1")
+    rest = BinanceRest(Endpoints.local(ex.rest_url, ex.ws_url), Credentials(DEFAULT_API_KEY, secret=DEFAULT_API_SECRET),
+                       order_timeout_s=0.3)
+    try:
+        await rest.sync_time()
+        ex.faults.stall_response_next(5.0)
+        t0 = time.monotonic()
+        r = await rest.new_algo_order({"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL",
+                                       "type": "STOP_MARKET", "triggerPrice": "90000", "closePosition": "true",
+                                       "clientAlgoId": "stop-1"})
+        assert time.monotonic() - t0 < 3.0 and r["clientAlgoId"] == "stop-1"
+        stops = [a for a in ex.sim.open_algo_orders({}) if a["clientAlgoId"] == "stop-1"]
+        assert len(stops) == 1
+    finally:
+        await rest.aclose()
