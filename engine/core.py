@@ -137,6 +137,7 @@ class EngineStats:
     protection_failures: int = 0
     unprotected_checks: int = 0  # settled states (after each pump) in which an open position had no live stop
     strategy_errors: int = 0
+    stale_updates: int = 0  # ACCOUNT_UPDATE parts older than what the engine already knows (delayed or replayed)
 
 
 class Engine:
@@ -206,6 +207,12 @@ class Engine:
         self.stats = EngineStats()
         self.marks: dict[str, Decimal] = {}
         self.positions: dict[tuple[str, PositionSide], Position] = {}
+        # Exchange time of the newest position state applied per key, and the time of the last
+        # reconciliation snapshot per symbol: an ACCOUNT_UPDATE older than either (delayed, or
+        # replayed after a reconnect) describes a past the engine has moved beyond and is ignored.
+        self._pos_asof_ms: dict[tuple[str, PositionSide], int] = {}
+        self._sym_asof_ms: dict[str, int] = {}
+        self._wallet_asof_ms = 0
         self.wallet_balance = ZERO
         self.starting_wallet: Decimal | None = None
         self.funding_total = ZERO
@@ -560,16 +567,37 @@ class Engine:
         self.bus.publish(OrderFilled(fill))
         return True
 
+    def position_stale(self, key: tuple[str, PositionSide], time_ms: int) -> bool:
+        """True when a position state stamped ``time_ms`` is older than what the engine already applied
+        for ``key`` (a later update, or a reconciliation snapshot of its symbol)."""
+        return time_ms < max(self._pos_asof_ms.get(key, 0), self._sym_asof_ms.get(key[0], 0))
+
     def _on_account_update(self, ev: ExAccountUpdate) -> None:
         self.clock.advance(ev.time_ms)
         if ev.wallet_balance is not None:
-            delta = ev.wallet_balance - self.wallet_balance
-            self.wallet_balance = ev.wallet_balance
-            self._wallet_f = float(ev.wallet_balance)
-            if ev.reason == "FUNDING_FEE" and delta != 0:
-                self._on_funding(ev, delta)
+            if ev.time_ms < self._wallet_asof_ms:
+                self.stats.stale_updates += 1
+                if ev.reason == "FUNDING_FEE" and ev.balance_change != 0:
+                    self._on_funding(ev, ev.balance_change)  # the balance already includes it; attribute it
+            else:
+                self._wallet_asof_ms = ev.time_ms
+                delta = ev.wallet_balance - self.wallet_balance
+                self.wallet_balance = ev.wallet_balance
+                self._wallet_f = float(ev.wallet_balance)
+                if ev.reason == "FUNDING_FEE" and delta != 0:
+                    self._on_funding(ev, delta)
+        applied = False
         for ps in ev.positions:
             key = (ps.symbol, ps.position_side)
+            if self.position_stale(key, ev.time_ms):
+                # A delayed or replayed update: applying it would undo a newer fill (a position the
+                # engine would then believe closed, cancelling its stop and entering again).
+                self.stats.stale_updates += 1
+                self._log("WARNING", f"{ps.symbol} {ps.position_side.value}: position update of "
+                                     f"{ev.time_ms} is older than the state already applied; ignored")
+                continue
+            applied = True
+            self._pos_asof_ms[key] = ev.time_ms
             pos = Position(
                 symbol=ps.symbol,
                 position_side=ps.position_side,
@@ -589,7 +617,7 @@ class Engine:
             if self.journal is not None:
                 self.journal.position(pos)
             self.bus.publish(PositionChanged(pos))
-        if ev.positions:
+        if applied:
             self._revalue()
         if self.bus.wants(AccountChanged):
             self.bus.publish(AccountChanged(self.account_snapshot()))
@@ -898,9 +926,15 @@ class Engine:
         self._record_corrections(notes)
         return notes
 
-    def apply_running_diff(self, diff: RunningDiff, positions: Iterable[Position], *, external: str = "ignore") -> None:
-        """Apply a timer reconciliation (see :func:`engine.state.reconcile.diff_running`)."""
+    def apply_running_diff(self, diff: RunningDiff, positions: Iterable[Position], *, external: str = "ignore",
+                           as_of_ms: int | None = None, symbols: Iterable[str] = ()) -> None:
+        """Apply a timer reconciliation (see :func:`engine.state.reconcile.diff_running`). ``as_of_ms``:
+        the exchange time before the snapshot was taken; position updates of ``symbols`` stamped
+        earlier are already reflected in it, so any that arrive later are stale and ignored."""
         by_key = {(p.symbol, p.position_side): p for p in positions}
+        if as_of_ms is not None:
+            for sym in symbols:
+                self._sym_asof_ms[sym] = max(self._sym_asof_ms.get(sym, 0), as_of_ms)
         om = self.orders
         notes = list(diff.corrections)
         for key, _mine, theirs in diff.amounts:

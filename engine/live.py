@@ -321,7 +321,8 @@ class LiveRuntime(RuntimeBase):
                                 managed=[k for k in eng.orders.brackets if k[0] not in busy],
                                 known_external=eng.external_keys, positions=free_pos, open_algos=free_algos,
                                 inflight_algos=inflight, hedge=eng.params.position_mode is PositionMode.HEDGE)
-            eng.apply_running_diff(diff, free_pos, external=rs.external_positions)
+            eng.apply_running_diff(diff, free_pos, external=rs.external_positions, as_of_ms=round_ms,
+                                   symbols=(set(self.adapter.symbols) | {p.symbol for p in positions}) - busy)
             self._round_skipped = bool(busy)
             since = self._fill_watermark_ms
             if since is not None:

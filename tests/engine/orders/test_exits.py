@@ -442,6 +442,36 @@ def test_protection_goes_on_after_the_wait_when_the_position_is_never_reported()
     assert exchange_position(run) == 0 and not run.sim.open_algo_orders({})
 
 
+def test_a_stale_position_report_does_not_undo_a_newer_one():
+    """A delayed or replayed ACCOUNT_UPDATE (flat, from before the entry) arrives after the entry's
+    own report: applying it would make the engine believe the position closed, cancel its stop and
+    let the next signal open a second position."""
+    from engine.events import ExAccountUpdate, ExPositionState
+    from engine.model import PositionSide
+
+    seen = {}
+
+    def between(run, candle):
+        i = index(candle.open_time_ms)
+        eng = run.engine
+        if i == 11:
+            stale = ExAccountUpdate(reason="ORDER", wallet_balance=None, balance_change=Decimal(0),
+                                    positions=(ExPositionState("BTCUSDT", PositionSide.BOTH, Decimal(0), Decimal(0),
+                                                               Decimal(0), Decimal(0), "isolated", Decimal(0)),),
+                                    time_ms=close_ms(8))  # before the entry at candle 9
+            eng.on_exchange_event(stale)
+            tick(run, candle.close_time_ms + 1_000)
+            seen["after_stale"] = (dict(eng.positions), len(resting_stops(run)), eng.stats.stale_updates)
+
+    run = run_scenario(FALL, {9: LONG, 12: LONG}, between=between, risk=risk(), exits=exits())
+    positions, stops, stale = seen["after_stale"]
+    assert positions[("BTCUSDT", PositionSide.BOTH)].amount == Decimal("0.03")
+    assert stops == 1 and stale == 1
+    assert len(entry_fills(run)) == 1  # the signal at candle 12 was denied: a position is open
+    assert one_trade(run).exit_reason is ExitReason.STOP_LOSS
+    assert exchange_position(run) == 0 and not run.sim.open_algo_orders({})
+
+
 # -- 9. retries with backoff --------------------------------------------------------------------
 
 

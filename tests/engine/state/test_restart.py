@@ -11,6 +11,7 @@ same exchange the way the live runtime does: bootstrap from the exchange, plan t
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from decimal import Decimal
 
 from engine.backtest import build_engine
@@ -281,6 +282,37 @@ def test_timer_reconciliation_replaces_a_lost_stop_and_cancels_orphans():
     placed = [c.req for c in cmds if hasattr(c, "req")]
     assert [(r.type, r.close_position) for r in placed] == [(OrderType.STOP_MARKET, True)]
     assert placed[0].client_algo_id != stop["clientAlgoId"]
+
+
+def test_a_position_report_older_than_the_reconciliation_snapshot_is_ignored():
+    """The stream replays the entry's report after reconciliation found the position closed: the
+    snapshot already reflects that report, so applying it would resurrect a closed position."""
+    from engine.events import ExAccountUpdate, ExPositionState
+
+    run = run_scenario(flat(12, 1.0), {9: LONG}, risk=RISK, exits=NO_EXITS)
+    eng = run.engine
+    [key] = list(eng.positions)
+    entry_report_ms = eng.positions[key].update_time_ms
+    amount = eng.positions[key].amount
+    run.sim.new_order({"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": str(amount),
+                       "reduceOnly": "true", "newClientOrderId": "manual-close", "timestamp": run.sim.now_ms})
+    run.port.drain_events()  # its reports are lost
+    as_of = run.sim.now_ms
+    positions = [p for p in run.port.positions() if p.amount != 0]
+    diff = diff_running(engine_amounts={k: p.amount for k, p in eng.positions.items()},
+                        believed_stops=eng.believed_stops(), managed=list(eng.orders.brackets), known_external=(),
+                        positions=positions, open_algos=run.sim.open_algo_orders({}))
+    eng.apply_running_diff(diff, positions, as_of_ms=as_of, symbols=["BTCUSDT"])
+    assert key not in eng.positions
+    replayed = ExAccountUpdate(reason="ORDER", wallet_balance=None, balance_change=Decimal(0),
+                               positions=(ExPositionState(key[0], key[1], amount, Decimal(1), Decimal(1), Decimal(0),
+                                                          "isolated", Decimal(0)),),
+                               time_ms=entry_report_ms)
+    eng.on_exchange_event(replayed)
+    assert key not in eng.positions and eng.stats.stale_updates == 1
+    later = replace(replayed, time_ms=as_of + 1)  # a genuine new report is applied
+    eng.on_exchange_event(later)
+    assert eng.positions[key].amount == amount
 
 
 class DropOrderEvents:
