@@ -561,7 +561,8 @@ async def run_live_session(
     from engine.state.store import Store
 
     holder: dict[str, LiveRuntime] = {}
-    rest = BinanceRest(endpoints, credentials, recv_window_ms=int(settings.recv_window_ms))
+    rest = BinanceRest(endpoints, credentials, recv_window_ms=int(settings.recv_window_ms),
+                       limits_file=paths.state_dir / "status" / f"ratelimit-{endpoints.name}.json")
     adapter = BinanceAdapter(
         rest,
         endpoints,

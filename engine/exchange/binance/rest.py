@@ -22,11 +22,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import json
 import logging
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
 from binance.um_futures import UMFutures
@@ -269,6 +272,7 @@ class BinanceRest:
         max_rate_wait_s: float = 65.0,
         max_rate_retries: int = 2,
         fast_orders: bool = True,
+        limits_file: Path | None = None,
     ) -> None:
         self.endpoints = endpoints
         self.recv_window_ms = recv_window_ms
@@ -276,6 +280,10 @@ class BinanceRest:
         self.wall_ms = wall_ms
         self.offset_ms = 0
         self.limits = RateLimitState()
+        # A 429 back-off or 418 ban outlives the process: a restart inside one would otherwise send
+        # at once, and Binance answers requests during a back-off with a longer ban.
+        self.limits_file = limits_file
+        self._load_blocks()
         self._sleep = sleep
         self._retry_backoff = retry_backoff
         self.max_retries = max_retries
@@ -359,10 +367,47 @@ class BinanceRest:
             now = self.wall_ms()
             self.limits.observe_headers(getattr(exc, "header", None), now)
             err = map_exception(exc, env=self.endpoints.name, now_ms=now)
+            blocks = (self.limits.banned_until_ms, self.limits.retry_after_until_ms)
             self.limits.observe_error(err, now)
+            if (self.limits.banned_until_ms, self.limits.retry_after_until_ms) != blocks:
+                self._save_blocks()
             raise err from None
         self.limits.observe_headers(headers, self.wall_ms())
         return data
+
+    def _load_blocks(self) -> None:
+        """Take over a back-off or ban recorded by an earlier process for the same REST URL."""
+        if self.limits_file is None:
+            return
+        try:
+            saved = json.loads(self.limits_file.read_text())
+            if saved.get("rest_url") != self.endpoints.rest_url:
+                return
+            banned, retry = int(saved.get("banned_until_ms", 0)), int(saved.get("retry_after_until_ms", 0))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            log.warning("rate-limit state %s unreadable (%s); starting without it", self.limits_file, exc)
+            return
+        now = self.wall_ms()
+        if max(banned, retry) > now:
+            self.limits.banned_until_ms = max(self.limits.banned_until_ms, banned)
+            self.limits.retry_after_until_ms = max(self.limits.retry_after_until_ms, retry)
+            log.warning("an earlier run was %s by Binance for another %.1f s: waiting it out before any request",
+                        "banned" if banned > now else "rate limited", (max(banned, retry) - now) / 1000)
+
+    def _save_blocks(self) -> None:
+        if self.limits_file is None:
+            return
+        body = json.dumps({"rest_url": self.endpoints.rest_url, "banned_until_ms": self.limits.banned_until_ms,
+                           "retry_after_until_ms": self.limits.retry_after_until_ms})
+        tmp = self.limits_file.with_name(self.limits_file.name + ".tmp")
+        try:
+            self.limits_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(body)
+            os.replace(tmp, self.limits_file)
+        except OSError as exc:  # the gate still works in this process
+            log.warning("could not record the rate-limit state in %s: %s", self.limits_file, exc)
 
     async def _gate(self, weight: int, is_order: bool) -> None:
         while True:

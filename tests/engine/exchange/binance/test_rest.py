@@ -412,6 +412,62 @@ async def test_418_raises_and_nothing_is_sent_during_the_ban():
     assert len(sent) == 2
 
 
+async def test_a_back_off_or_ban_outlives_the_process(tmp_path):
+    """A process killed inside a 429 back-off (or a 418 ban) must not send the moment it restarts:
+    Binance answers requests during a back-off with a ban. The next client waits the rest out."""
+    state = tmp_path / "status" / "ratelimit-mainnet.json"
+    clock = FakeClock()
+    rest, fake, _ = make(clock, limits_file=state)
+    hits = []
+
+    async def limited(method, path, params, security):
+        hits.append(clock.t)
+        if len(hits) == 1:
+            raise ClientError(429, -1003, "Too many requests", CaseInsensitiveDict({"Retry-After": "4"}))
+        return {"ok": 1}, {}
+
+    rest._transport = limited
+    with pytest.raises(RateLimited):
+        await _one_try(rest)
+    assert json.loads(state.read_text())["retry_after_until_ms"] == clock.t + 4000
+    clock.t += 1000  # killed; a new process starts a second later
+    again, fake2, _ = make(clock, limits_file=state)
+    sent = []
+
+    async def ok(method, path, params, security):
+        sent.append(clock.t)
+        return {"ok": 1}, {}
+
+    again._transport = ok
+    t0 = clock.t
+    assert await again.account() == {"ok": 1}
+    assert sent == [t0 + 3000]  # the 3 s left of the back-off, then sent
+
+    # a ban: every request refused unsent until it ends, in the next process too
+    async def banned(method, path, params, security):
+        raise ClientError(418, -1003, f"Way too many requests; IP banned until {clock.t + 60_000}.",
+                          CaseInsensitiveDict())
+
+    again._transport = banned
+    with pytest.raises(Banned):
+        await again.account()
+    third, _, _ = make(clock, limits_file=state)
+    third._transport = ok
+    with pytest.raises(Banned):
+        await third.account()
+    assert len(sent) == 1
+    # another exchange's record (a different REST URL) is not taken over
+    other = BinanceRest(Endpoints.testnet(), Credentials("k", secret="s"), wall_ms=clock.wall_ms, sleep=clock.sleep,
+                        transport=ok, limits_file=state)
+    await other.account()
+    assert len(sent) == 2
+
+
+async def _one_try(rest):
+    rest.max_rate_retries = 0
+    return await rest.account()
+
+
 async def test_a_very_long_retry_after_raises_instead_of_hanging():
     rest, fake, clock = make(max_rate_wait_s=10)
     rest.limits.retry_after_until_ms = clock.t + 600_000
