@@ -269,6 +269,7 @@ class BinanceRest:
         algo_resolve_backoff: Callable[[int], float] = algo_resolve_backoff,
         resolve_attempts: int = 6,
         not_found_confirmations: int = 2,
+        resolve_timeout_s: float = ORDER_TIMEOUT_S,
         max_rate_wait_s: float = 65.0,
         max_rate_retries: int = 2,
         fast_orders: bool = True,
@@ -291,6 +292,9 @@ class BinanceRest:
         self._algo_resolve_backoff = algo_resolve_backoff
         self.resolve_attempts = resolve_attempts
         self.not_found_confirmations = max(1, not_found_confirmations)
+        # A query that resolves an unknown order is cheap and safe to repeat: one stalled answer
+        # must not hold the symbol's next request (often its stop) for the full general timeout.
+        self.resolve_timeout_s = resolve_timeout_s
         self.max_rate_wait_s = max_rate_wait_s
         self.max_rate_retries = max_rate_retries
         self._api_key = credentials.api_key if credentials else None
@@ -505,7 +509,10 @@ class BinanceRest:
         for attempt in range(self.resolve_attempts):
             await self._sleep((backoff or self._resolve_backoff)(attempt))
             try:
-                r = await query()
+                r = await asyncio.wait_for(query(), self.resolve_timeout_s)
+            except asyncio.TimeoutError:
+                log.warning("query of %s got no answer within %.1f s; trying again", client_id, self.resolve_timeout_s)
+                continue
             except (Banned, AuthError) as err:
                 # we cannot look, so we do not know: the caller must treat the order as maybe-placed
                 raise UnknownStatusError(err.code, f"order {client_id}: status unknown and it cannot be queried "

@@ -1,6 +1,7 @@
 """BinanceRest over a fake transport: unknown-status resolution (one order, never two), clock
 resync on -1021, retries of certainly-failed requests, and the rate-limit gate."""
 
+import asyncio
 import json
 
 import pytest
@@ -153,6 +154,26 @@ async def test_an_unknown_stop_is_resolved_faster_than_an_unknown_entry():
     t0 = clock.t
     await rest.new_order(ORDER)
     assert clock.t - t0 >= 1_500 > algo_wait_ms
+
+
+async def test_a_stalled_resolution_query_is_abandoned_and_asked_again():
+    """The lookup of a maybe-placed stop stalls (no answer at all): it is given up after
+    ``resolve_timeout_s`` and asked again, not waited on for the full request timeout."""
+    rest, fake, _ = make(resolve_timeout_s=0.05)
+    fake.post_script = ["applied+503"]
+    inner = rest._transport
+    stalled = []
+
+    async def transport(method, path, params, security):
+        if method == "GET" and path == ALGO_PATH and not stalled:
+            stalled.append(path)
+            await asyncio.get_running_loop().create_future()  # never answered
+        return await inner(method, path, params, security)
+
+    rest._transport = transport
+    r = await asyncio.wait_for(rest.new_algo_order(ALGO), 5)  # without the limit: a hang
+    assert stalled and r["algoId"] == fake.algos["pd-s1"]["algoId"]
+    assert len(fake.posts(ALGO_PATH)) == 1  # found on the second look: never resent
 
 
 async def test_two_unknowns_with_nothing_placed_raise_without_a_third_send():
