@@ -1026,6 +1026,11 @@ class OrderManager:
             return
         self._set_algo_status(st, AlgoStatus.REJECTED)
         self._record_algo(st)
+        if br is not None and st.req.signal_id is not None and br.signal_id != st.req.signal_id:
+            # The answer of a plan that is over (its position closed and a new entry opened while
+            # the request was out): it says nothing about the current plan's protection.
+            log.warning("%s: %s of an earlier plan rejected (%s); the current plan is not affected", key[0], caid, err)
+            return
         if br is not None and br.pending_stop is not None and br.pending_stop[0] == caid:
             br.pending_stop = None
             if err.code == -4130 and br.stop_client_id is not None:

@@ -607,6 +607,43 @@ def test_a_rejected_replacement_stop_never_unprotects_a_position_whose_stop_rest
     assert run.engine.stats.protection_failures == 0
 
 
+def test_a_rejection_for_an_earlier_plan_leaves_the_current_plan_alone():
+    """A stop move of plan A is out when A's stop triggers and plan B enters on the same symbol;
+    B's first stop fails (transient, a resend is due) and then A's move answers -2021. That is A's
+    news: B is neither closed at market nor left marked closing without a stop (before: one or
+    the other, depending on whether B's fill had been seen)."""
+    from engine.exchange.errors import ExchangeError
+
+    seen, ports = {}, {}
+    candles = FALL + flat(10, 0.96, start=25)
+
+    def wrap(port):
+        ports["p"] = FailingPlacements(port, {OrderPurpose.STOP_LOSS}, times=0)
+        return ports["p"]
+
+    def between(run, candle):
+        om = run.engine.orders
+        i = index(candle.open_time_ms)
+        if i == 12:
+            [br] = om.brackets.values()
+            om._move_stop(br, br.entry_price * Decimal("0.98"), OrderPurpose.BREAK_EVEN_STOP)
+            seen["moved"] = br.pending_stop[0]
+            om.outbox.clear()  # the request is out; its answer comes much later
+        if i == 20:
+            ports["p"].times = ports["p"].failed + 1  # B's first stop placement fails
+        if i == 26:
+            [br] = om.brackets.values()
+            assert not om.is_protected(br.key) and ports["p"].failed == 1
+            om.on_algo_rejected(seen["moved"], ExchangeError(-2021, "Order would immediately trigger."))
+            seen["after"] = (list(om.effects.protection_failed), br.closing, list(om.outbox))
+
+    run = run_scenario(candles, {9: LONG, 26: LONG}, port_wrapper=wrap, between=between, risk=risk(), exits=exits())
+    failed, closing, outbox = seen["after"]
+    assert failed == [] and not closing and outbox == []
+    assert len(entry_fills(run)) == 2 and run.engine.stats.protection_failures == 0
+    assert exchange_position(run) > 0 and len(resting_stops(run)) == 1  # B protected by its resent stop
+
+
 def test_stopping_records_requests_waiting_for_a_resend_as_not_sent():
     """A graceful stop while a close waits for its resend: the order is recorded EXPIRED (not
     sent), never left PENDING_NEW in the database as if it were on its way."""
