@@ -945,6 +945,11 @@ class Engine:
             om.on_position(key, theirs)
         for key, caid in diff.stops_lost:
             om.stop_lost(key, "not resting on the exchange (reconciliation)")
+        for key, p in diff.unguarded:
+            did = om.ensure_protected(key, p.amount, p.entry_price)
+            if did:
+                notes.append(Correction("unguarded", key[0], f"{key[0]} {key[1].value}: {did}",
+                                        {"position_side": key[1].value, "amount": str(p.amount)}))
         for key, p in diff.new_external:
             if external == "adopt":
                 notes.append(self._adopt_external(key, p))

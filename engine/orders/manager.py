@@ -278,6 +278,8 @@ MAX_RETRY_BACKOFF_MS = 30_000
 CLOSE_PURPOSES = frozenset({OrderPurpose.EMERGENCY_CLOSE, OrderPurpose.FLATTEN, OrderPurpose.END_OF_DATA,
                             OrderPurpose.BREAK_EVEN_TIMEOUT})
 """Market closes the engine decided on: resent until they go through."""
+STOP_PURPOSES = frozenset({OrderPurpose.STOP_LOSS, OrderPurpose.BREAK_EVEN_STOP, OrderPurpose.TRAILING_STOP})
+"""Conditional orders that protect a position (a stop, moved or trailing)."""
 
 
 def _wait_and_resend(err: ExchangeError) -> bool:
@@ -1399,6 +1401,37 @@ class OrderManager:
         if br.entry_price > 0:
             self._protect(br, br.entry_price)
         return True
+
+    def ensure_protected(self, key: PositionKey, amount: Decimal, entry_price: Decimal) -> str | None:
+        """Reconciliation found this managed position on the exchange with no stop resting. If no
+        stop and no close is on its way (sent, or queued for a resend), act: a plan that is closing
+        is closed at market again, any other gets its stop. Returns what was done (None: nothing,
+        something is already on its way)."""
+        br = self.brackets.get(key)
+        if br is None or amount == 0:
+            return None
+        for st in self.algos.values():
+            if st.status is AlgoStatus.PENDING_NEW and (st.req.symbol, st.req.position_side) == key \
+                    and st.req.purpose in STOP_PURPOSES:
+                return None  # a stop is on its way
+        for st in self.orders.values():
+            if st.status in (OrderStatus.PENDING_NEW, OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED) \
+                    and (st.req.symbol, st.req.position_side) == key and st.req.purpose in CLOSE_PURPOSES:
+                return None  # a close is on its way
+        if br.closing:
+            coid = self.close_position(key, OrderPurpose.EMERGENCY_CLOSE, amount)
+            return f"closing with no close order working: closing at market ({coid})"
+        if br.stop_client_id is not None:
+            if self._algo_alive(br.stop_client_id):
+                return None  # believed resting: a lost stop is stop_lost's case
+            br.stop_client_id = None
+        while client_id(self.namespace, br.signal_id, "stop_loss", br.stop_attempt) in self.algos:
+            br.stop_attempt += 1  # a new order: never reuse a dead stop's client id
+        price = br.entry_price if br.entry_price > 0 else entry_price
+        if price <= 0:
+            return None
+        self._protect(br, price)
+        return f"no stop resting or on its way: stop {br.stop_client_id} placed"
 
     def abandon_unsent(self, also: Iterable[ExchangeCommand] = (),
                        reason: str = "not sent: stopped while waiting to resend") -> int:

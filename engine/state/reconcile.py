@@ -175,7 +175,13 @@ class RunningDiff:
     """(key, client algo id) — the engine believes this stop rests; the exchange does not have it."""
     cancel_algos: list[tuple[str, str]] = field(default_factory=list)
     new_external: list[tuple[Key, Position]] = field(default_factory=list)
+    unguarded: list[tuple[Key, Position]] = field(default_factory=list)
+    """Managed positions the exchange holds with no stop resting at all (the engine decides
+    whether one is on its way)."""
     corrections: list[Correction] = field(default_factory=list)
+
+
+PROTECTIVE_TYPES = frozenset({"STOP_MARKET", "TRAILING_STOP_MARKET"})
 
 
 def diff_running(
@@ -216,6 +222,11 @@ def diff_running(
             out.corrections.append(Correction("stop_lost", key[0],
                                               f"{key[0]} {key[1].value}: stop {caid} is not resting on the exchange; "
                                               "replacing it", {"position_side": key[1].value, "client_id": caid}))
+    guarded = {_algo_key(row, hedge) for row in resting.values()
+               if str(row.get("orderType", row.get("type", ""))) in PROTECTIVE_TYPES}
+    for key, p in sorted(pos.items()):
+        if key in managed and key not in guarded:
+            out.unguarded.append((key, p))
     for caid, row in sorted(resting.items()):
         role = _ours(caid)
         if role is None or role == "entry" or caid in inflight:

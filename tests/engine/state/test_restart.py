@@ -315,6 +315,47 @@ def test_a_position_report_older_than_the_reconciliation_snapshot_is_ignored():
     assert eng.positions[key].amount == amount
 
 
+def test_timer_reconciliation_acts_on_a_managed_position_with_no_stop_and_nothing_on_its_way():
+    """The safety net: whatever left a managed position bare (a plan stuck closing with no close
+    order, a dead stop nobody replaced), the next reconciliation closes or protects it; a stop
+    that is merely on its way is left alone."""
+    from engine.model import AlgoStatus as AS
+
+    def bare(how):
+        run = run_scenario(flat(12, 1.0), {9: LONG}, risk=RISK, exits=NO_EXITS)
+        eng = run.engine
+        [br] = eng.orders.brackets.values()
+        [stop] = resting_stops(run)
+        run.sim.cancel_algo_order({"symbol": "BTCUSDT", "clientAlgoId": stop["clientAlgoId"]})
+        run.port.drain_events()
+        st = eng.orders.algos[stop["clientAlgoId"]]
+        if how == "closing":
+            st.status, br.closing = AS.CANCELED, True
+        elif how == "dead":
+            st.status = AS.REJECTED
+        else:  # a replacement on its way
+            st.status = AS.CANCELED
+            eng.orders._protect(br, br.entry_price)
+            eng.take_commands()
+        positions = [p for p in run.port.positions() if p.amount != 0]
+        diff = diff_running(engine_amounts={k: p.amount for k, p in eng.positions.items()},
+                            believed_stops=eng.believed_stops(), managed=list(eng.orders.brackets),
+                            known_external=(), positions=positions, open_algos=run.sim.open_algo_orders({}))
+        assert [k for k, _ in diff.unguarded] == [br.key] and diff.stops_lost == []
+        eng.apply_running_diff(diff, positions)
+        return eng, stop, [c.req for c in eng.take_commands() if hasattr(c, "req")]
+
+    eng, _stop, sent = bare("closing")
+    [close] = sent
+    assert close.purpose is OrderPurpose.EMERGENCY_CLOSE and close.reduce_only and close.quantity == Decimal("0.03")
+    eng, stop, sent = bare("dead")
+    [new] = sent
+    assert new.type is OrderType.STOP_MARKET and new.close_position and new.client_algo_id != stop["clientAlgoId"]
+    assert new.trigger_price == Decimal(stop["triggerPrice"])
+    eng, _stop, sent = bare("on its way")
+    assert sent == []
+
+
 class DropOrderEvents:
     """Port wrapper: ORDER_TRADE_UPDATE and ALGO_UPDATE events of client ids with one of the
     given prefixes never arrive (a dropped user stream)."""
