@@ -176,23 +176,41 @@ class LiveRuntime(RuntimeBase):
 
     # -- executing the engine's commands ------------------------------------------------------------
 
+    CLOSE_LANE = "!close"
+
+    def _lane(self, cmd) -> str:
+        """One lane per symbol keeps its commands in order (entry before its stop, …); market closes
+        the engine decided on get a lane of their own, so a close never waits behind a stalled
+        stop or cancel of the same symbol (reduce-only: whatever else is out, it cannot flip or
+        open a position)."""
+        from engine.orders.manager import CLOSE_PURPOSES, SubmitOrder
+
+        sym = cmd.req.symbol if hasattr(cmd, "req") else cmd.symbol
+        if isinstance(cmd, SubmitOrder) and cmd.req.purpose in CLOSE_PURPOSES:
+            return sym + self.CLOSE_LANE
+        return sym
+
+    def _busy_symbols(self) -> set[str]:
+        """Symbols with a request out (their state is in motion)."""
+        return {lane.split("!", 1)[0] for lane in self._workers}
+
     def _kick(self) -> None:
-        """Dispatch the engine's new commands at once: one worker per symbol keeps each symbol's
-        commands in order (entry before its stop, …) while different symbols go out concurrently."""
+        """Dispatch the engine's new commands at once, each symbol's in order in its lane; different
+        symbols (and closes) go out concurrently."""
         for cmd in self.engine.take_commands():
-            sym = cmd.req.symbol if hasattr(cmd, "req") else cmd.symbol
-            q = self._queues.get(sym)
+            lane = self._lane(cmd)
+            q = self._queues.get(lane)
             if q is None:
-                q = self._queues[sym] = deque()
+                q = self._queues[lane] = deque()
             q.append(cmd)
-            if sym not in self._workers:
-                self._workers[sym] = asyncio.get_running_loop().create_task(self._drain(sym),
-                                                                              name=f"orders-{sym}")
+            if lane not in self._workers:
+                self._workers[lane] = asyncio.get_running_loop().create_task(self._drain(lane),
+                                                                               name=f"orders-{lane}")
         if self._workers:
             self._idle.clear()
 
-    async def _drain(self, symbol: str) -> None:
-        q = self._queues[symbol]
+    async def _drain(self, lane: str) -> None:
+        q = self._queues[lane]
         try:
             while q:
                 cmd = q.popleft()
@@ -205,9 +223,9 @@ class LiveRuntime(RuntimeBase):
                     await self._intent_outcome(cmd)
                 self._kick()  # an outcome may call for more commands (e.g. the stop after a fill)
         finally:
-            del self._workers[symbol]
+            del self._workers[lane]
             if not q:
-                self._queues.pop(symbol, None)
+                self._queues.pop(lane, None)
             if not self._workers:
                 self._idle.set()
 
@@ -303,10 +321,10 @@ class LiveRuntime(RuntimeBase):
             # exchange time now (right after a reconnect the engine's clock may still lag it)
             round_ms = max(eng.clock.now_ms(), await exchange_now_ms(self.adapter))
             before = self._activity
-            busy = set(self._workers)  # symbols with a request out: their state is in motion
+            busy = self._busy_symbols()  # symbols with a request out: their state is in motion
             positions = [p for p in await self.adapter.positions() if p.amount != 0]
             algos = await self.adapter.open_algo_orders()
-            busy |= set(self._workers)
+            busy |= self._busy_symbols()
             if self._activity != before:
                 await asyncio.sleep(0.05)
                 continue
@@ -338,7 +356,7 @@ class LiveRuntime(RuntimeBase):
             self._fill_watermark_ms = max(self._fill_watermark_ms or 0, round_ms - FILL_LOOKBACK_MS)
             if self.account is not None:
                 orders = await self.adapter.open_orders()
-                busy |= set(self._workers)
+                busy |= self._busy_symbols()
                 await resolve_managed(eng, self.adapter, open_orders=orders, open_algos=algos, skip_symbols=busy)
                 await sync_rows(eng, self.adapter, self.store, self.account, open_orders=orders,
                                 open_algos=algos, positions=positions, skip_symbols=busy)

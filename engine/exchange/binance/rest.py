@@ -76,6 +76,9 @@ ORDER_TIMEOUT_S = 3.0
 """How long a new order (or conditional order) waits for its answer before its outcome counts as
 unknown and is resolved by client id. Binance answers in well under a second; a stop whose POST
 hangs must not leave a position bare for a whole general request timeout."""
+RESOLVE_TIMEOUT_S = 1.0
+"""How long one query that resolves an unknown order may take before it is asked again: a read
+by client id, cheap (weight 1) and safe to repeat."""
 
 
 def default_resolve_backoff(attempt: int) -> float:
@@ -269,7 +272,7 @@ class BinanceRest:
         algo_resolve_backoff: Callable[[int], float] = algo_resolve_backoff,
         resolve_attempts: int = 6,
         not_found_confirmations: int = 2,
-        resolve_timeout_s: float = ORDER_TIMEOUT_S,
+        resolve_timeout_s: float = RESOLVE_TIMEOUT_S,
         max_rate_wait_s: float = 65.0,
         max_rate_retries: int = 2,
         fast_orders: bool = True,
