@@ -596,11 +596,10 @@ async def run_live_session(
     try:
         await retry_startup(adapter.start, "exchange info")
         rules = await retry_startup(adapter.symbol_rules, "symbol rules")
-        notes = await retry_startup(lambda: adapter.configure(leverage=int(settings.leverage),
-                                                              margin_type=settings.margin_type,
-                                                              position_mode=settings.position_mode),
-                                    "account set-up")
-        for n in notes:
+        # The position mode decides which side every order names: checked before any order. Leverage
+        # and margin type change nothing about a stop: set once startup protection is on its way.
+        for n in await retry_startup(lambda: adapter.configure_position_mode(settings.position_mode),
+                                     "position mode"):
             log.info("%s", n)
         # A self-contained sim run (its exchange lives and dies with it) keeps no plans; every other
         # session trades an account a later process may pick up, under stable client ids.
@@ -648,6 +647,10 @@ async def run_live_session(
                 rt.reconcile_settings = settings.reconcile
                 rt._fill_watermark_ms = getattr(engine, "fill_window_start_ms", None)
                 rt._kick()  # protection decided at startup goes out before anything else
+            for n in await retry_startup(lambda: adapter.configure_symbols(leverage=int(settings.leverage),
+                                                                           margin_type=settings.margin_type),
+                                         "account set-up"):
+                log.info("%s", n)
             async with ConsoleServices(rt, paths.state_dir, control=ctl_socket):
                 if on_runtime is not None:
                     on_runtime(rt)

@@ -114,8 +114,13 @@ class BinanceAdapter:
         Returns human-readable notes; raises :class:`ExchangeConfigError` when the account
         cannot be brought to the configuration without a person acting.
         """
+        notes = await self.configure_symbols(leverage=leverage, margin_type=margin_type)
+        return notes + await self.configure_position_mode(position_mode)
+
+    async def configure_symbols(self, *, leverage: int, margin_type: str) -> list[str]:
+        """Leverage and margin type per symbol (a restart sets them once its positions are protected:
+        they change nothing about a position's stop)."""
         mt = _margin_type(margin_type)
-        want_hedge = _position_mode(position_mode) is PositionMode.HEDGE
         notes: list[str] = []
         for s in self.symbols:
             try:
@@ -143,6 +148,13 @@ class BinanceAdapter:
                 else:
                     raise ExchangeConfigError(f"{s}: could not set margin type {mt.value}: {e.msg}", e.code,
                                               e.http_status, hint=e.hint) from None
+        return notes
+
+    async def configure_position_mode(self, position_mode: str) -> list[str]:
+        """Check (and, with nothing open, change) the account's position mode. It decides which
+        position side every order names, so it comes before any order at startup."""
+        want_hedge = _position_mode(position_mode) is PositionMode.HEDGE
+        notes: list[str] = []
         r = await self.rest.get_position_mode()
         dual = r.get("dualSidePosition") if isinstance(r, Mapping) else None
         is_hedge = dual is True or str(dual).lower() == "true"
