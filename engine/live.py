@@ -219,6 +219,8 @@ class LiveRuntime(RuntimeBase):
                     continue
                 await execute_async(self.engine, self.adapter, cmd)
                 self._activity += 1
+                if self._status_unknown(cmd):
+                    self.reconcile_soon(f"order {cmd.req.client_order_id}: status unknown")
                 if self.account is not None:
                     await self._intent_outcome(cmd)
                 self._kick()  # an outcome may call for more commands (e.g. the stop after a fill)
@@ -228,6 +230,14 @@ class LiveRuntime(RuntimeBase):
                 self._queues.pop(lane, None)
             if not self._workers:
                 self._idle.set()
+
+    def _status_unknown(self, cmd) -> bool:
+        from engine.orders.manager import SubmitOrder
+
+        if not isinstance(cmd, SubmitOrder):
+            return False
+        st = self.engine.orders.orders.get(cmd.req.client_order_id)
+        return st is not None and st.unknown
 
     # -- intents: stored before they are sent ------------------------------------------------------
 
@@ -293,7 +303,8 @@ class LiveRuntime(RuntimeBase):
 
         interval = float(self.reconcile_settings.interval_s)
         while True:
-            wait = min(interval, self.busy_retry_s) if self._round_skipped else interval
+            soon = self._round_skipped or any(st.unknown for st in self.engine.orders.orders.values())
+            wait = min(interval, self.busy_retry_s) if soon else interval
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._reconcile_now.wait(), timeout=wait)
             if self._reconcile_now.is_set():
@@ -305,6 +316,7 @@ class LiveRuntime(RuntimeBase):
                 await self.reconcile_once()
             except ExchangeError as exc:
                 log.warning("reconciliation skipped: %s", exc)
+                self._round_skipped = True  # asked again soon, not at the next interval
             except Exception:  # noqa: BLE001 - reconciliation must never kill the engine
                 log.exception("reconciliation failed")
 

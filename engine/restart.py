@@ -128,10 +128,10 @@ async def fetch_missing_fills(adapter, symbols: Iterable[str], since_ms: int,
 
 
 INTENT_QUERY_TIMEOUT_S = 1.0
-ROW_QUERY_TIMEOUT_S = 1.0
-"""The same for the status queries of a reconciliation round: no answer, the next round asks again."""
 """How long startup waits for one intent's status: a hung query must not hold back the
 protection of the positions found (the intent stays pending and is asked again next time)."""
+ROW_QUERY_TIMEOUT_S = 1.0
+"""The same for the status queries of a reconciliation round: no answer, the next round asks again."""
 
 
 async def resolve_intents(adapter, store, account: str, now_ms: int,
@@ -327,7 +327,7 @@ async def resolve_managed(engine, adapter, *, open_orders: list[dict], open_algo
     now = engine.clock.now_ms()
     ex_orders = {str(o.get("clientOrderId")) for o in open_orders}
     ex_algos = {str(a.get("clientAlgoId")) for a in open_algos}
-    notes: list[Correction] = []
+    notes: list[Correction] = await _resolve_unknown(engine, adapter, skip_symbols)
     stale_orders = [(cid, st) for cid, st in om.orders.items()
                     if st.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED) and cid not in ex_orders
                     and st.updated_ms <= now - min_age_ms and st.req.symbol not in skip_symbols]
@@ -371,6 +371,47 @@ async def resolve_managed(engine, adapter, *, open_orders: list[dict], open_algo
                                 f"the exchange says {status.value} (its update was lost)", {"client_id": cid}))
     if notes:
         engine._record_corrections(notes)
+    return notes
+
+
+async def _resolve_unknown(engine, adapter, skip_symbols: AbstractSet[str]) -> list[Correction]:
+    """Orders whose placement ended "status unknown" (sent; it could not be learnt whether the
+    exchange has them): ask by client id. Found: the engine gets its acknowledgement and status as
+    the stream would have brought them. Not there: it never arrived, and is not sent again."""
+    from engine.events import ExOrderUpdate
+    from engine.orders.manager import SubmitOrder
+
+    om = engine.orders
+    notes: list[Correction] = []
+    for cid, st in [(c, st) for c, st in om.orders.items()
+                    if st.unknown and st.status is OrderStatus.PENDING_NEW and st.req.symbol not in skip_symbols]:
+        r = st.req
+        try:
+            row = await asyncio.wait_for(adapter.query_order(r.symbol, cid), ROW_QUERY_TIMEOUT_S)
+            status = OrderStatus(str(row.get("status")))
+        except (asyncio.TimeoutError, ValueError):
+            continue  # asked again next round
+        except ExchangeError as exc:
+            if exc.code not in _UNKNOWN:
+                continue
+            st.unknown = False
+            engine.on_command_failed(SubmitOrder(r), ExchangeError(exc.code, "never reached the exchange (not resent)",
+                                                                   exc.http_status))
+            notes.append(Correction("order_resolved", r.symbol, f"{r.symbol}: order {cid} (status unknown) never "
+                                    "reached the exchange; not resent", {"client_id": cid}))
+            continue
+        st.unknown = False
+        oid = int(row.get("orderId") or 0)
+        engine.on_command_ok(SubmitOrder(r), oid)
+        if status is not OrderStatus.NEW:
+            engine.on_exchange_event(ExOrderUpdate(
+                symbol=r.symbol, client_order_id=cid, exchange_order_id=oid, side=r.side, type=r.type,
+                orig_type=r.type, status=status, exec_type="RECONCILED", quantity=r.quantity,
+                filled_qty=_dec(row.get("executedQty"), Decimal(0)), avg_price=_dec(row.get("avgPrice"), Decimal(0)),
+                position_side=r.position_side, reduce_only=r.reduce_only, close_position=False,
+                time_ms=engine.clock.now_ms()))
+        notes.append(Correction("order_resolved", r.symbol, f"{r.symbol}: order {cid} (status unknown) is on the "
+                                f"exchange: {status.value}", {"client_id": cid}))
     return notes
 
 

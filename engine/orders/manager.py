@@ -147,6 +147,7 @@ class _OrderState:
     avg_price: Decimal = ZERO
     reject_reason: str = ""
     attempts: int = 1
+    unknown: bool = False  # sent; whether the exchange has it is unknown (resolved by client id)
 
     def snapshot(self) -> Order:
         r = self.req
@@ -977,6 +978,19 @@ class OrderManager:
             return
         st.reject_reason = f"{err.code}: {err.msg}"
         st.updated_ms = self.clock.now_ms()
+        if err.unknown_status and st.req.purpose in CLOSE_PURPOSES:
+            # Maybe placed, maybe not, and it could not be looked up (a ban, no answers): a
+            # reduce-only close is sent again with the same client id; it cannot execute twice.
+            st.attempts += 1
+            self._retry(st.attempts, SubmitOrder(st.req), err)
+            return
+        if err.unknown_status:
+            # Never resent blindly (an entry could open a second position): it stays in flight,
+            # marked unknown, until reconciliation finds it by client id (or learns it never arrived).
+            st.unknown = True
+            log.warning("%s: order %s status unknown (%s); resolving it by client id before anything else",
+                        st.req.symbol, coid, err)
+            return
         if st.req.purpose is not OrderPurpose.ENTRY and _wait_and_resend(err) and (
                 st.attempts <= self.entries.retry_attempts or st.req.purpose in CLOSE_PURPOSES
                 or isinstance(err, RateLimited)):
@@ -1022,6 +1036,15 @@ class OrderManager:
         st.updated_ms = self.clock.now_ms()
         key = (st.req.symbol, st.req.position_side)
         br = self.brackets.get(key)
+        if err.unknown_status:
+            # Maybe placed, and it could not be looked up (a ban, no answers). Not rejected: the
+            # same request goes again after a pause; the exchange knows the client id, so a stop
+            # already resting is found, never doubled. A protective stop is sent until it is known.
+            if st.req.purpose in STOP_PURPOSES or st.attempts <= self.entries.retry_attempts:
+                st.attempts += 1
+                log.warning("%s: %s status unknown (%s); asking again with the same client id", key[0], caid, err)
+                self._retry(st.attempts, SubmitAlgoOrder(st.req), err)
+                return
         if _wait_and_resend(err) and (st.attempts <= self.entries.retry_attempts or isinstance(err, RateLimited)):
             st.attempts += 1
             self._retry(st.attempts, SubmitAlgoOrder(st.req), err)

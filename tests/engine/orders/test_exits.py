@@ -644,6 +644,29 @@ def test_a_rejection_for_an_earlier_plan_leaves_the_current_plan_alone():
     assert exchange_position(run) > 0 and len(resting_stops(run)) == 1  # B protected by its resent stop
 
 
+def test_a_stop_of_unknown_status_is_asked_again_never_treated_as_rejected():
+    """The stop's placement ended "status unknown" (it could not be looked up: a ban). Before,
+    that counted as a rejection: the position was closed at market, though the stop may well
+    rest. Now the same request goes again (same client id) and the plan goes on."""
+    from engine.exchange.errors import UnknownStatusError
+
+    ports = {}
+
+    def wrap(port):
+        ports["p"] = FailingPlacements(port, {OrderPurpose.STOP_LOSS}, times=1,
+                                       error=lambda: UnknownStatusError(-1003, "status unknown and it cannot be "
+                                                                        "queried now (IP banned)", 418))
+        return ports["p"]
+
+    run = run_scenario(FALL, {9: LONG}, port_wrapper=wrap, risk=risk(), exits=exits(),
+                       execution={"retry_backoff_s": 1})
+    stops = [(t, cid) for t, cid, req in ports["p"].calls if req.purpose is OrderPurpose.STOP_LOSS]
+    assert len(stops) == 2 and stops[0][1] == stops[1][1]  # asked again, same client id
+    assert run.engine.stats.protection_failures == 0
+    assert one_trade(run).exit_reason is ExitReason.STOP_LOSS
+    assert not [st for st in run.engine.orders.algos.values() if st.status is AlgoStatus.REJECTED]
+
+
 def test_stopping_records_requests_waiting_for_a_resend_as_not_sent():
     """A graceful stop while a close waits for its resend: the order is recorded EXPIRED (not
     sent), never left PENDING_NEW in the database as if it were on its way."""

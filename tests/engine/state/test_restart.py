@@ -18,6 +18,8 @@ from engine.backtest import build_engine
 from engine.config import Settings
 from engine.core import pump
 from engine.events import ExAlgoUpdate, ExOrderUpdate, SwitchStrategy
+from engine.exchange.errors import ExchangeError, UnknownStatusError
+from engine.exchange.sim.matching import SimApiError
 from engine.model import AlgoStatus, Direction, ExitReason, OrderPurpose, OrderStatus, OrderType
 from engine.restart import fetch_missing_fills, resolve_managed
 from engine.state.reconcile import diff_running, plan_startup
@@ -42,10 +44,18 @@ class SimAdapter:
         return self.sim.query_order({"symbol": symbol, "orderId": order_id})
 
     async def query_order(self, symbol, cid):
-        return self.sim.query_order({"symbol": symbol, "origClientOrderId": cid})
+        return _as_exchange_error(self.sim.query_order, {"symbol": symbol, "origClientOrderId": cid})
 
     async def query_algo_order(self, cid):
-        return self.sim.query_algo_order({"clientAlgoId": cid})
+        return _as_exchange_error(self.sim.query_algo_order, {"clientAlgoId": cid})
+
+
+def _as_exchange_error(call, params):
+    """The sim's API error as the adapter raises it (an ExchangeError with Binance's code)."""
+    try:
+        return call(params)
+    except SimApiError as e:
+        raise ExchangeError(e.code, e.msg, e.http_status) from None
 
 
 def settings_for(**kw) -> Settings:
@@ -403,6 +413,59 @@ def test_lost_order_updates_are_resolved_by_asking_the_exchange():
     close = next(st for c, st in om.orders.items() if c.startswith("pdB"))
     assert close.status is OrderStatus.FILLED and close.filled_qty == Decimal("0.030")
     assert asyncio.run(resolve_managed(run.engine, adapter, open_orders=[], open_algos=[])) == []
+
+
+class UnknownEntries:
+    """Port wrapper: every entry ends "status unknown" (the client could not learn whether the
+    exchange has it); ``applied`` says whether the exchange in fact took it."""
+
+    def __init__(self, port, applied: bool):
+        self.port, self.applied, self.sent = port, applied, []
+
+    def place_order(self, req):
+        if req.purpose is not OrderPurpose.ENTRY:
+            return self.port.place_order(req)
+        self.sent.append(req.client_order_id)
+        if self.applied:
+            self.port.place_order(req)
+        raise UnknownStatusError(0, f"order {req.client_order_id}: could not learn whether it exists", 0)
+
+    def __getattr__(self, name):
+        return getattr(self.port, name)
+
+
+def test_an_entry_of_unknown_status_is_resolved_by_client_id_never_resent():
+    """An entry whose status stayed unknown is neither resent nor forgotten: the symbol takes no
+    other entry until reconciliation asks by client id. Placed and filled: the plan goes on and
+    the position gets its stop. Never placed: the plan is dropped and the symbol trades again."""
+    for applied in (True, False):
+        ports = {}
+
+        def wrap(port, applied=applied):
+            ports["u"] = UnknownEntries(DropOrderEvents(port, ("pdE",)), applied)
+            return ports["u"]
+
+        run = run_scenario(flat(14, 1.0), {9: Direction.LONG, 11: Direction.LONG}, port_wrapper=wrap, risk=RISK,
+                           exits=NO_EXITS)
+        eng, om = run.engine, run.engine.orders
+        [first] = ports["u"].sent  # the signal at 11 was refused: an entry is pending on the symbol
+        assert om.orders[first].status is OrderStatus.PENDING_NEW and om.orders[first].unknown
+        verdicts = [s.reason for s in run.journal_batch.signals]
+        assert ("position already open" if applied else "entry already pending") in verdicts[1]
+        assert exchange_position(run) == (Decimal("0.030") if applied else 0)
+        notes = asyncio.run(resolve_managed(eng, SimAdapter(run.sim), open_orders=run.sim.open_orders({}),
+                                            open_algos=run.sim.open_algo_orders({})))
+        assert [n.kind for n in notes] == ["order_resolved"]
+        assert not om.orders[first].unknown
+        cmds = eng.take_commands()
+        if applied:
+            assert om.orders[first].status is OrderStatus.FILLED
+            stops = [c.req for c in cmds if getattr(c.req, "type", None) is OrderType.STOP_MARKET]
+            assert len(stops) == 1 and stops[0].close_position
+        else:
+            assert om.orders[first].status is OrderStatus.REJECTED
+            assert not om.brackets and not om.pending_entries and cmds == []
+        assert ports["u"].sent == [first]  # never sent a second time
 
 
 def test_a_take_profit_whose_updates_were_lost_is_resolved_as_finished():
