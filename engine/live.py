@@ -369,9 +369,14 @@ class LiveRuntime(RuntimeBase):
             if self.account is not None:
                 orders = await self.adapter.open_orders()
                 busy |= self._busy_symbols()
-                await resolve_managed(eng, self.adapter, open_orders=orders, open_algos=algos, skip_symbols=busy)
+                left: list[str] = []
+                await resolve_managed(eng, self.adapter, open_orders=orders, open_algos=algos, skip_symbols=busy,
+                                      left=left)
                 await sync_rows(eng, self.adapter, self.store, self.account, open_orders=orders,
-                                open_algos=algos, positions=positions, skip_symbols=busy)
+                                open_algos=algos, positions=positions, skip_symbols=busy, left=left)
+                if left:  # unanswered queries, or state still in motion: the next round comes soon
+                    log.info("reconciliation: %d item(s) left for the next round", len(left))
+                    self._round_skipped = True
             self.reconciliations += 1
             self._kick()
             return True

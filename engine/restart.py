@@ -214,7 +214,7 @@ def _dec(v: Any, default: Decimal) -> Decimal:
 
 async def sync_rows(engine, adapter, store, account: str, *, open_orders: list[dict] | None = None,
                     open_algos: list[dict] | None = None, positions: list[Position] | None = None,
-                    skip_symbols: AbstractSet[str] = frozenset()) -> list[Correction]:
+                    skip_symbols: AbstractSet[str] = frozenset(), left: list[str] | None = None) -> list[Correction]:
     """Bring the database's newest rows of ``account`` to the exchange's truth, for everything the
     running engine does not manage itself, and write the result as rows of the current run.
 
@@ -227,8 +227,9 @@ async def sync_rows(engine, adapter, store, account: str, *, open_orders: list[d
 
     Called by every reconciliation round (the first runs once the user stream is connected, right
     after startup); a transient error or a query unanswered within a second leaves a row for
-    the next round.
+    the next round (its id is added to ``left``: the caller asks again soon).
     """
+    left = left if left is not None else []
     om = engine.orders
     now = engine.clock.now_ms()
     if open_orders is None:
@@ -259,12 +260,15 @@ async def sync_rows(engine, adapter, store, account: str, *, open_orders: list[d
                 updated_ms=max(now, o.updated_ms))
         except ExchangeError as exc:
             if exc.code not in _UNKNOWN:
+                left.append(cid)
                 continue
             fixed = dataclasses.replace(o, status=OrderStatus.EXPIRED, updated_ms=max(now, o.updated_ms),
                                         reject_reason="not found on the exchange (reconciliation)")
         except (ValueError, TypeError, asyncio.TimeoutError):
+            left.append(cid)
             continue
         if fixed.status.is_open:  # opened between the two reads: the next round sees it
+            left.append(cid)
             continue
         engine.journal.order(fixed)
         notes.append(Correction("order_row_closed", o.symbol,
@@ -280,12 +284,15 @@ async def sync_rows(engine, adapter, store, account: str, *, open_orders: list[d
                                         updated_ms=max(now, a.updated_ms))
         except ExchangeError as exc:
             if exc.code not in _UNKNOWN:
+                left.append(cid)
                 continue
             fixed = dataclasses.replace(a, status=AlgoStatus.EXPIRED, updated_ms=max(now, a.updated_ms),
                                         reject_reason="not found on the exchange (reconciliation)")
         except (ValueError, TypeError, asyncio.TimeoutError):
+            left.append(cid)
             continue
         if fixed.status.is_open:
+            left.append(cid)
             continue
         engine.journal.algo_order(fixed)
         notes.append(Correction("algo_row_closed", a.symbol,
@@ -301,6 +308,7 @@ async def sync_rows(engine, adapter, store, account: str, *, open_orders: list[d
             continue
         believed = engine.positions.get(key)
         if (believed.amount if believed is not None else Decimal(0)) != amount:
+            left.append(f"{key[0]} {key[1].value}")
             continue  # the engine does not agree yet (events in flight): the next round writes it
         row = believed if believed is not None else Position(
             key[0], key[1], Decimal(0), Decimal(0), Decimal(0), Decimal(0),
@@ -315,7 +323,8 @@ async def sync_rows(engine, adapter, store, account: str, *, open_orders: list[d
 
 
 async def resolve_managed(engine, adapter, *, open_orders: list[dict], open_algos: list[dict],
-                          min_age_ms: int = 1_000, skip_symbols: AbstractSet[str] = frozenset()) -> list[Correction]:
+                          min_age_ms: int = 1_000, skip_symbols: AbstractSet[str] = frozenset(),
+                          left: list[str] | None = None) -> list[Correction]:
     """Orders the engine still believes open (acknowledged, at least ``min_age_ms`` old) that the
     exchange no longer lists as open: their events were lost (a dropped user stream, an expired
     listenKey). Ask the exchange by client id and apply the final status as the order update the
@@ -327,7 +336,8 @@ async def resolve_managed(engine, adapter, *, open_orders: list[dict], open_algo
     now = engine.clock.now_ms()
     ex_orders = {str(o.get("clientOrderId")) for o in open_orders}
     ex_algos = {str(a.get("clientAlgoId")) for a in open_algos}
-    notes: list[Correction] = await _resolve_unknown(engine, adapter, skip_symbols)
+    left = left if left is not None else []
+    notes: list[Correction] = await _resolve_unknown(engine, adapter, skip_symbols, left)
     stale_orders = [(cid, st) for cid, st in om.orders.items()
                     if st.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED) and cid not in ex_orders
                     and st.updated_ms <= now - min_age_ms and st.req.symbol not in skip_symbols]
@@ -336,6 +346,7 @@ async def resolve_managed(engine, adapter, *, open_orders: list[dict], open_algo
             row = await asyncio.wait_for(adapter.query_order(st.req.symbol, cid), ROW_QUERY_TIMEOUT_S)
             status = OrderStatus(str(row.get("status")))
         except (ExchangeError, ValueError, asyncio.TimeoutError):
+            left.append(cid)
             continue
         if status.is_open or not om.orders[cid].status.is_open:
             continue
@@ -357,6 +368,7 @@ async def resolve_managed(engine, adapter, *, open_orders: list[dict], open_algo
             row = await asyncio.wait_for(adapter.query_algo_order(cid), ROW_QUERY_TIMEOUT_S)
             status = AlgoStatus(str(row.get("algoStatus")))
         except (ExchangeError, ValueError, asyncio.TimeoutError):
+            left.append(cid)
             continue
         if status not in final_algo or not om.algos[cid].status.is_open:
             continue
@@ -374,7 +386,7 @@ async def resolve_managed(engine, adapter, *, open_orders: list[dict], open_algo
     return notes
 
 
-async def _resolve_unknown(engine, adapter, skip_symbols: AbstractSet[str]) -> list[Correction]:
+async def _resolve_unknown(engine, adapter, skip_symbols: AbstractSet[str], left: list[str]) -> list[Correction]:
     """Orders whose placement ended "status unknown" (sent; it could not be learnt whether the
     exchange has them): ask by client id. Found: the engine gets its acknowledgement and status as
     the stream would have brought them. Not there: it never arrived, and is not sent again."""
@@ -390,9 +402,11 @@ async def _resolve_unknown(engine, adapter, skip_symbols: AbstractSet[str]) -> l
             row = await asyncio.wait_for(adapter.query_order(r.symbol, cid), ROW_QUERY_TIMEOUT_S)
             status = OrderStatus(str(row.get("status")))
         except (asyncio.TimeoutError, ValueError):
+            left.append(cid)
             continue  # asked again next round
         except ExchangeError as exc:
             if exc.code not in _UNKNOWN:
+                left.append(cid)
                 continue
             st.unknown = False
             engine.on_command_failed(SubmitOrder(r), ExchangeError(exc.code, "never reached the exchange (not resent)",
