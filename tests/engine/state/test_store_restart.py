@@ -184,6 +184,17 @@ async def test_sync_rows_closes_what_a_killed_run_left_open(tmp_path):
         ex.asked.clear()
         assert await sync_rows(eng, ex, st, "acct") == [] and ex.asked == []
 
+        # a row the exchange could not answer for (a transient error) is left, and named
+        j2.algo_order(_algo("pdS1-b"))
+        await j2.flush(st)
+
+        async def busy(cid):
+            raise ExchangeError(-1001, "Internal error; unable to process your request.", 503)
+
+        ex.query_algo_order = busy
+        left: list[str] = []
+        assert await sync_rows(eng, ex, st, "acct", left=left) == [] and left == ["pdS1-b"]
+
 
 async def test_sync_rows_leaves_what_is_open_or_managed_and_waits_for_the_engine(tmp_path):
     """An algo still resting on the exchange is left alone; a position the engine does not yet
@@ -202,11 +213,14 @@ async def test_sync_rows_leaves_what_is_open_or_managed_and_waits_for_the_engine
         j2 = Journal("r1")
         eng = build_engine(Settings(symbols=["BTCUSDT"]), load_default_rules(), run_id="r1", journal=j2)
         ex = _Exchange({}, {}, positions=[_pos("0.03")], open_algos=[{"clientAlgoId": "pdS0-a"}])
-        assert await sync_rows(eng, ex, st, "acct") == [] and ex.asked == []
+        left: list[str] = []
+        assert await sync_rows(eng, ex, st, "acct", left=left) == [] and ex.asked == []
+        assert left == ["BTCUSDT BOTH"]  # the caller is told to come back soon
         eng.positions[("BTCUSDT", PositionSide.BOTH)] = _pos("0.03", 2000)
-        [note] = await sync_rows(eng, ex, st, "acct")
+        left = []
+        [note] = await sync_rows(eng, ex, st, "acct", left=left)
         await j2.flush(st)
-        assert note.kind == "position_row"
+        assert note.kind == "position_row" and left == []
         [(_run, p)] = (await st.latest_rows("acct"))[2]
         assert p.amount == Decimal("0.03") and p.update_time_ms == 2000
 
