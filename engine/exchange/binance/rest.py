@@ -419,7 +419,19 @@ class BinanceRest:
     async def _gate(self, weight: int, is_order: bool) -> None:
         while True:
             now = self.wall_ms()
-            wait = self.limits.delay_ms(now, weight, is_order)  # raises Banned
+            try:
+                wait = self.limits.delay_ms(now, weight, is_order)
+            except Banned as ban:
+                # A short ban is waited out here, like a Retry-After: the request goes the moment it
+                # ends (a stop must not wait for a retry timer on the exchange's clock). A long one
+                # is raised: nothing can be sent for a while and the caller must know.
+                left_ms = self.limits.banned_until_ms - now
+                if left_ms > self.max_rate_wait_s * 1000:
+                    raise
+                log.warning("banned by Binance for another %.1f s: waiting before the next request (%s)",
+                            left_ms / 1000, ban.msg)
+                await self._sleep(left_ms / 1000 + 0.01)
+                continue
             if wait <= 0:
                 self.limits.reserve(now, weight, is_order)
                 return

@@ -464,9 +464,9 @@ async def test_a_back_off_or_ban_outlives_the_process(tmp_path):
     assert await again.account() == {"ok": 1}
     assert sent == [t0 + 3000]  # the 3 s left of the back-off, then sent
 
-    # a ban: every request refused unsent until it ends, in the next process too
+    # a long ban: every request refused unsent until it ends, in the next process too
     async def banned(method, path, params, security):
-        raise ClientError(418, -1003, f"Way too many requests; IP banned until {clock.t + 60_000}.",
+        raise ClientError(418, -1003, f"Way too many requests; IP banned until {clock.t + 600_000}.",
                           CaseInsensitiveDict())
 
     again._transport = banned
@@ -487,6 +487,28 @@ async def test_a_back_off_or_ban_outlives_the_process(tmp_path):
 async def _one_try(rest):
     rest.max_rate_retries = 0
     return await rest.account()
+
+
+async def test_a_short_ban_is_waited_out_and_the_request_then_goes():
+    """A ban of a few seconds (shorter than ``max_rate_wait_s``) is waited out in the gate, like a
+    Retry-After: the stop that met it goes out the moment it ends, not on some later retry."""
+    rest, fake, clock = make()
+    sent = []
+
+    async def transport(method, path, params, security):
+        sent.append((path, clock.t))
+        if len(sent) == 1:
+            raise ClientError(418, -1003, f"Way too many requests; IP banned until {clock.t + 2_000}.",
+                              CaseInsensitiveDict())
+        return {"algoId": 5, "clientAlgoId": params.get("clientAlgoId")}, {}
+
+    rest._transport = transport
+    t0 = clock.t
+    with pytest.raises(Banned):
+        await rest.account()  # the request that met the ban learns of it
+    r = await rest.new_algo_order(ALGO)
+    assert r["algoId"] == 5
+    assert sent[1][0] == ALGO_PATH and t0 + 2_000 <= sent[1][1] <= t0 + 2_100  # right after the ban, not before
 
 
 async def test_a_very_long_retry_after_raises_instead_of_hanging():
