@@ -374,8 +374,9 @@ class LiveRuntime(RuntimeBase):
                                       left=left)
                 await sync_rows(eng, self.adapter, self.store, self.account, open_orders=orders,
                                 open_algos=algos, positions=positions, skip_symbols=busy, left=left)
-                if left:  # unanswered queries, or state still in motion: the next round comes soon
-                    log.info("reconciliation: %d item(s) left for the next round", len(left))
+                if left or busy:  # unanswered queries, or state in motion: the next round comes soon
+                    if left:
+                        log.info("reconciliation: %d item(s) left for the next round", len(left))
                     self._round_skipped = True
             self.reconciliations += 1
             self._kick()

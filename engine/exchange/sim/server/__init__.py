@@ -71,7 +71,9 @@ Deviations from Binance (deliberate)
       ``user_event_seq``. A socket opened or subscribed with an unknown/expired key is closed
       (1008). ``DELETE /fapi/v1/listenKey`` stops delivery without closing sockets.
     * An order is counted on the ORDERS limits once it passes authentication (rejections included).
-      Order-count 429s (-1015) do not start the 418 back-off; weight 429s and injected ones do.
+      Order-count 429s (-1015) do not start the 418 back-off; weight 429s and injected ones do. A
+      request arriving within ``limits.backoff_grace_ms`` (1 s) of the 429 was already in flight: it
+      gets the 429 again; one after that earns the ban.
       ``Retry-After`` is whole seconds (≥ 1).
     * ``recvWindow`` above 60000 → -1131 (spot's rule; fapi's maximum is unverified).
     * Too many streams: a URL with > 1024 streams is refused at the handshake (HTTP 400); a SUBSCRIBE

@@ -3,7 +3,9 @@
 Windows are fixed and aligned to the wall clock (minute / 10 s), like Binance's
 ``X-MBX-USED-WEIGHT-1M`` which resets at the minute. A request that arrives while a 429 back-off
 (``Retry-After``) is still running earns an IP ban (HTTP 418) of ``ban_seconds``; during a ban
-every request gets 418.
+every request gets 418. Requests arriving within ``backoff_grace_ms`` of the 429 were in flight
+before the client could know of it: they get the 429 again, not the ban (Binance bans clients that
+keep sending, "failing to back off").
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class RateLimits:
     orders_10s: int = 300
     orders_1m: int = 1200
     ban_seconds: float = 120.0
+    backoff_grace_ms: int = 1000
     ws_max_streams: int = 1024
     ws_max_incoming_per_s: int = 10
     ws_pong_timeout_s: float = 600.0
@@ -41,6 +44,7 @@ class _IpState:
     window: int = -1
     used: int = 0
     backoff_until_ms: int = 0
+    backoff_since_ms: int = 0
     banned_until_ms: int = 0
 
 
@@ -94,6 +98,8 @@ class RateLimiter:
 
     def set_backoff(self, ip: str, now_ms: int, seconds: float) -> None:
         st = self._ip(ip, now_ms)
+        if now_ms >= st.backoff_until_ms:
+            st.backoff_since_ms = now_ms
         st.backoff_until_ms = max(st.backoff_until_ms, now_ms + int(seconds * 1000))
 
     def gate(self, ip: str, now_ms: int) -> Verdict:
@@ -103,6 +109,10 @@ class RateLimiter:
         if now_ms < until:
             return self._banned(until, now_ms)
         if now_ms < st.backoff_until_ms:
+            if now_ms - st.backoff_since_ms < self.limits.backoff_grace_ms:
+                # in flight when the 429 went out: the client could not have backed off yet
+                return Verdict(429, -1003, "Too many requests; back off until the Retry-After has passed.",
+                               _ceil_s(st.backoff_until_ms - now_ms))
             # kept coming during the 429 back-off: auto-ban
             st.backoff_until_ms = 0
             st.banned_until_ms = now_ms + int(self.limits.ban_seconds * 1000)
@@ -119,6 +129,8 @@ class RateLimiter:
         st.used += weight
         if st.used > self.limits.request_weight_1m:
             reset = (st.window + 1) * _MINUTE
+            if now_ms >= st.backoff_until_ms:
+                st.backoff_since_ms = now_ms
             st.backoff_until_ms = reset
             return Verdict(429, -1003, f"Too many requests; current limit is {self.limits.request_weight_1m} "
                                        "requests per minute. Please use the websocket for live updates to avoid "

@@ -271,6 +271,7 @@ async def test_rsa_and_ed25519_signatures(candles):
 
 async def test_weight_limit_429_with_retry_after_then_418(ex, client):
     ex.limits.request_weight_1m = 3
+    ex.limits.backoff_grace_ms = 0  # every request after the 429 counts as not backing off
     await away_from_window_edge(60)
     for _ in range(3):
         await call(client.time)
@@ -288,6 +289,24 @@ async def test_weight_limit_429_with_retry_after_then_418(ex, client):
     assert e.value.status_code == 418
 
 
+async def test_requests_in_flight_when_the_429_went_out_are_not_banned(ex, client):
+    """A request arriving right after the 429 (within ``backoff_grace_ms``) was sent before the
+    client could know: it gets the 429 again. One that keeps coming after that is banned."""
+    ex.limits.request_weight_1m = 2
+    ex.limits.backoff_grace_ms = 60_000
+    await away_from_window_edge(60)
+    for _ in range(2):
+        await call(client.time)
+    for _ in range(2):  # the first 429, then one still "in flight"
+        with pytest.raises(ClientError) as e:
+            await call(client.time)
+        assert e.value.status_code == 429 and "Retry-After" in e.value.header
+    ex.limits.backoff_grace_ms = 0  # the grace is over
+    with pytest.raises(ClientError) as e:
+        await call(client.time)
+    assert e.value.status_code == 418
+
+
 async def test_order_count_limit(ex, client):
     await advance(ex)
     ex.limits.orders_10s = 2
@@ -302,6 +321,7 @@ async def test_order_count_limit(ex, client):
 
 
 async def test_injected_rate_limit_and_ban(ex, client):
+    ex.limits.backoff_grace_ms = 0
     ex.faults.rate_limit_next(2)
     with pytest.raises(ClientError) as e:
         await call(client.time)
