@@ -323,10 +323,11 @@ async def sync_rows(engine, adapter, store, account: str, *, open_orders: list[d
 
 
 async def resolve_managed(engine, adapter, *, open_orders: list[dict], open_algos: list[dict],
-                          min_age_ms: int = 1_000, skip_symbols: AbstractSet[str] = frozenset(),
+                          min_age_ms: int = 0, skip_symbols: AbstractSet[str] = frozenset(),
                           left: list[str] | None = None) -> list[Correction]:
-    """Orders the engine still believes open (acknowledged, at least ``min_age_ms`` old) that the
-    exchange no longer lists as open: their events were lost (a dropped user stream, an expired
+    """Orders the engine still believes open (acknowledged; at least ``min_age_ms`` old by the
+    exchange's clock, which a replay may hold still, so by default any age) that the exchange no
+    longer lists as open: their events were lost (a dropped user stream, an expired
     listenKey). Ask the exchange by client id and apply the final status as the order update the
     stream should have brought (fills are recovered separately, from ``userTrades``). A close the
     engine believes in flight forever would otherwise block the next close."""
