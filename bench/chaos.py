@@ -83,7 +83,12 @@ def summary(results: list[RunResult], cfg: ChaosConfig) -> str:
     entries = sum(r.stats.get("entries", 0) for r in results)
     fills = sum(r.stats.get("fills", 0) for r in results)
     lines.append(f"  exchange          {entries} entries, {fills} fills; longest unprotected position "
-                 f"{max((r.stats.get('longest_unprotected_s', 0.0) for r in results), default=0.0):.1f} s")
+                 f"{max((r.stats.get('longest_unprotected_s', 0.0) for r in results), default=0.0):.1f} s, "
+                 f"{max((r.stats.get('longest_counted_s', 0.0) for r in results), default=0.0):.1f} s not counting "
+                 "injected bans and 429 back-offs")
+    refused = sum(r.stats.get("over_limit_refused", 0) for r in results)
+    lines.append(f"                    stretches over the stop limit only because the exchange refused every "
+                 f"request (not violations): {refused}")
     lines.append("")
     lines.append("  faults injected by kind      armed  took effect")
     lines.append("    (engine incarnations are #1, #2, ... in the details; 'took effect' counts requests")

@@ -29,7 +29,9 @@ replay time):
    another entry is open on the symbol (per side in hedge mode);
 2. no position without a resting closing stop (STOP_MARKET/STOP/TRAILING, closePosition or
    reduce-only) for more than ``protect_limit_s`` on the request clock (wall), measured by a
-   :class:`ProtectionMonitor` inside the exchange after every change;
+   :class:`ProtectionMonitor` inside the exchange after every change; time in which an injected
+   ban or an injected 429's Retry-After made the exchange refuse every request is not counted (no
+   client can place a stop then; both figures are reported), a ban the engine earns is;
 3. every fill on the exchange is in the database exactly once (across runs), with the same price,
    quantity, commission and realised PnL, and the database has no fill the exchange does not;
 4. after the final restart the database's open orders, open algo orders and positions (the latest
@@ -639,15 +641,39 @@ def check_entries(seed: int, events: list[tuple[float, dict]], db: DbState, stra
     return out
 
 
-def check_protection(seed: int, intervals: Iterable[Any], limit_s: float, t0: float) -> list[Violation]:
-    """Invariant 2 from the ProtectionMonitor's stretches (its clock = time.monotonic)."""
+def refused_s(start: float, end: float, refusals: Iterable[tuple[float, float, str]]) -> float:
+    """Seconds of [start, end] covered by the union of the refusal windows."""
+    spans = sorted((max(a, start), min(b, end)) for a, b, _k in refusals if b > start and a < end)
+    total, cur_a, cur_b = 0.0, None, None
+    for a, b in spans:
+        if cur_b is None or a > cur_b:
+            if cur_b is not None:
+                total += cur_b - cur_a
+            cur_a, cur_b = a, b
+        else:
+            cur_b = max(cur_b, b)
+    if cur_b is not None:
+        total += cur_b - cur_a
+    return total
+
+
+def check_protection(seed: int, intervals: Iterable[Any], limit_s: float, t0: float,
+                     refusals: Iterable[tuple[float, float, str]] = ()) -> list[Violation]:
+    """Invariant 2 from the ProtectionMonitor's stretches (its clock = time.monotonic). Time in
+    which an injected fault made the exchange refuse every request (a ban, an injected 429's
+    Retry-After: ``Faults.refusals``) is not counted: no client can place a stop then. Bans the
+    engine earns itself (requests during a back-off) are counted."""
     out = []
+    refusals = list(refusals)
+    now = time.monotonic()
     for u in intervals:
-        d = u.duration_s(time.monotonic())
-        if d > limit_s:
+        d = u.duration_s(now)
+        refused = refused_s(u.start_s, u.start_s + d, refusals)
+        if d - refused > limit_s:
+            part = f", {refused:.1f} s of it while the exchange refused every request" if refused else ""
             out.append(Violation(2, seed, u.start_s - t0, u.replay_start_ms,
                                  f"{u.symbol} {u.position_side} position {u.amount} without a stop for "
-                                 f"{d:.1f} s (> {limit_s:g} s; ended: {u.ended_by or 'still bare'})"))
+                                 f"{d:.1f} s{part} (> {limit_s:g} s; ended: {u.ended_by or 'still bare'})"))
     return out
 
 
@@ -938,8 +964,8 @@ async def run_once(seed: int, cfg: ChaosConfig | None = None) -> RunResult:
                                                 "      " + tail.replace("\n", "\n      ")))
         # invariant 2: everything the monitor saw, up to now
         mon.stop()
-        res.violations += check_protection(seed, mon.intervals(), cfg.protect_limit_s, t0)
-        res.stats.update(_stats(rec, sim, db, mon))
+        res.violations += check_protection(seed, mon.intervals(), cfg.protect_limit_s, t0, ex.faults.refusals)
+        res.stats.update(_stats(rec, sim, db, mon, cfg.protect_limit_s))
         for line in logged_exceptions(state_dir):
             res.notes.append("logged (not fatal): " + line)
     finally:
@@ -1114,9 +1140,13 @@ def logged_exceptions(state_dir: Path, limit: int = 10) -> list[str]:
     return out
 
 
-def _stats(rec: Recorded, sim: SimExchange, db: DbState, mon: ProtectionMonitor) -> dict[str, Any]:
+def _stats(rec: Recorded, sim: SimExchange, db: DbState, mon: ProtectionMonitor,
+           limit_s: float) -> dict[str, Any]:
     entries = {ev["o"]["i"] for _, ev in rec.events if ev.get("e") == "ORDER_TRADE_UPDATE"
                and ev["o"].get("x") == "NEW" and role_of(ev["o"]["c"]) == "entry"}
-    longest = max((u.duration_s() for u in mon.intervals()), default=0.0)
+    refusals = mon.ex.faults.refusals
+    spans = [(u.duration_s(), refused_s(u.start_s, u.start_s + u.duration_s(), refusals)) for u in mon.intervals()]
     return {"entries": len(entries), "fills": len(sim.all_fills()), "db_fills": len(db.fills),
-            "runs": len(db.runs), "longest_unprotected_s": round(longest, 2)}
+            "runs": len(db.runs), "longest_unprotected_s": round(max((d for d, _r in spans), default=0.0), 2),
+            "longest_counted_s": round(max((d - r for d, r in spans), default=0.0), 2),
+            "over_limit_refused": sum(1 for d, r in spans if d > limit_s >= d - r)}

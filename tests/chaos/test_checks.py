@@ -17,6 +17,7 @@ from chaos_harness import (  # noqa: E402
     check_open_state,
     check_protection,
     make_schedule,
+    refused_s,
 )
 
 from engine.orders.ids import client_id  # noqa: E402
@@ -110,6 +111,17 @@ def test_protection_limit():
     bad = Stretch("ETHUSDT", "BOTH", "-1", 110.0, T, 116.5, "end")
     [v] = check_protection(3, [ok, bad], 5.0, t0=100.0)
     assert v.invariant == 2 and v.at_s == 10.0 and "ETHUSDT" in v.detail and "6.5 s" in v.detail
+
+
+def test_protection_limit_does_not_count_time_the_exchange_refused_every_request():
+    bare = Stretch("BTCUSDT", "BOTH", "0.01", 100.0, T, 108.0)  # 8 s without a stop
+    refusals = [(101.0, 103.0, "ban"), (102.5, 104.0, "429"), (120.0, 130.0, "ban")]  # 3 s of it refused
+    assert refused_s(100.0, 108.0, refusals) == 3.0
+    assert check_protection(3, [bare], 5.0, t0=100.0, refusals=refusals) == []
+    [v] = check_protection(3, [bare], 4.9, t0=100.0, refusals=refusals)
+    assert "8.0 s, 3.0 s of it while the exchange refused" in v.detail
+    [v] = check_protection(3, [bare], 5.0, t0=100.0, refusals=[(120.0, 130.0, "ban")])  # none overlaps
+    assert "8.0 s (> 5 s" in v.detail
 
 
 # -- invariant 3 -------------------------------------------------------------------------------

@@ -106,6 +106,10 @@ class Faults:
         #: (time.monotonic(), kind, what) of each of those, in order (``what``: the request path or
         #: the event type); split fills are not listed
         self.history: list[tuple[float, str, str]] = []
+        #: (start, end, kind) in time.monotonic() of the stretches in which an injected fault made
+        #: the exchange refuse every request: a ``ban_for`` and the Retry-After of an injected 429.
+        #: Requests the client sends during a 429 back-off earn a ban of their own, not listed here.
+        self.refusals: list[tuple[float, float, str]] = []
 
     # -- REST ----------------------------------------------------------------------------------
 
@@ -156,6 +160,8 @@ class Faults:
     def ban_for(self, seconds: float) -> None:
         """Every REST request gets HTTP 418 for ``seconds``."""
         self._fire("ban", f"{seconds:g} s")
+        now = time.monotonic()
+        self.refusals.append((now, now + float(seconds), "ban"))
         self._owner._ban_all(seconds)
 
     def clear(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qsl
@@ -240,6 +241,8 @@ class RestApi:
         fault = ex.faults.take(("fail", "ratelimit", "stall"), path)
         if fault is not None:
             if fault.kind == "ratelimit":
+                mono = time.monotonic()
+                ex.faults.refusals.append((mono, mono + fault.retry_after_s, "429"))
                 return self._verdict(lim.too_many(ip, now, fault.retry_after_s), weight_header())
             if fault.kind == "stall":  # lost on the way in: hang, then drop the connection
                 await asyncio.sleep(fault.hold_s)
