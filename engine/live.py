@@ -616,15 +616,19 @@ async def run_live_session(
         rules = await retry_startup(adapter.symbol_rules, "symbol rules")
         # The position mode decides which side every order names: checked before any order. Leverage
         # and margin type change nothing about a stop: set once startup protection is on its way.
-        for n in await retry_startup(lambda: adapter.configure_position_mode(settings.position_mode),
-                                     "position mode"):
+        # The three reads at once: each request a restart makes in series keeps a bare position
+        # waiting for its stop that much longer on a slow exchange.
+        mode_notes, positions, acct = await asyncio.gather(
+            retry_startup(lambda: adapter.configure_position_mode(settings.position_mode), "position mode"),
+            retry_startup(adapter.positions, "positions"),
+            retry_startup(adapter.account, "account"))
+        for n in mode_notes:
             log.info("%s", n)
         # A self-contained sim run (its exchange lives and dies with it) keeps no plans; every other
         # session trades an account a later process may pick up, under stable client ids.
         account = None if sim_parts is not None else account_key(endpoints, credentials)
         engine = build_engine(settings, rules, run_id=run_id, journal=journal, strict=strict, namespace=account)
-        positions = await retry_startup(adapter.positions, "positions")
-        engine.bootstrap(await retry_startup(adapter.account, "account"), positions)
+        engine.bootstrap(acct, positions)
         # exchange time: the server's clock live; a replay's clock is its data's (positions carry it)
         engine.clock.advance(max(max((p.update_time_ms for p in positions), default=0), adapter.info_time_ms)
                              if replay or sim_parts else adapter.rest.server_now_ms())

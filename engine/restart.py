@@ -105,24 +105,29 @@ async def fetch_missing_fills(adapter, symbols: Iterable[str], since_ms: int,
     """Fills on the exchange since ``since_ms`` that are not in ``recorded``, oldest first, each
     with its order's client id and purpose (looked up by order id: a userTrades row names neither)."""
     known = known or {}
-    out: list[tuple[Fill, OrderPurpose]] = []
-    orders: dict[tuple[str, int], tuple[str, OrderType]] = {}
-    for sym in sorted(set(symbols)):
+
+    async def one(sym: str) -> list[tuple[Fill, OrderPurpose]]:
+        got: list[tuple[Fill, OrderPurpose]] = []
+        orders: dict[int, tuple[str, OrderType]] = {}
         rows = await (adapter.user_trades(sym, since_ms, until_ms) if until_ms is not None
                       else adapter.user_trades(sym, since_ms))
         for row in missing_fills(rows, recorded):
             oid = int(row["orderId"])
-            if (sym, oid) not in orders:
+            if oid not in orders:
                 try:
                     o = await adapter.order_by_id(sym, oid)
                     otype = o.get("origType") or o.get("type") or "MARKET"
-                    orders[(sym, oid)] = (str(o.get("clientOrderId", "")), OrderType(otype))
+                    orders[oid] = (str(o.get("clientOrderId", "")), OrderType(otype))
                 except (ExchangeError, ValueError) as exc:
                     log.warning("fill %s of order %s on %s: order lookup failed (%s)", row.get("id"), oid, sym, exc)
-                    orders[(sym, oid)] = ("", OrderType.MARKET)
-            coid, otype = orders[(sym, oid)]
+                    orders[oid] = ("", OrderType.MARKET)
+            coid, otype = orders[oid]
             purpose = known.get(coid) or ROLE_PURPOSE.get(role_of(coid) or "", OrderPurpose.EXTERNAL)
-            out.append((parse_user_trade(row, coid, otype), purpose))
+            got.append((parse_user_trade(row, coid, otype), purpose))
+        return got
+
+    # every symbol at once (pages of one symbol in order)
+    out = [fp for part in await asyncio.gather(*(one(s) for s in sorted(set(symbols)))) for fp in part]
     out.sort(key=lambda fp: (fp[0].time_ms, fp[0].symbol, fp[0].trade_id))
     return out
 
@@ -172,12 +177,12 @@ async def reconcile_at_startup(engine, adapter, store, *, account: str, run_id: 
                                positions: list[Position]) -> list[Correction]:
     """Bring a starting engine (already bootstrapped with ``positions``) to the exchange's truth."""
     now = adapter.rest.server_now_ms()
-    notes = await resolve_intents(adapter, store, account, now)
+    # the intents' queries and the open-order reads at once (a slow exchange delays protection once)
+    notes, open_orders, open_algos = await asyncio.gather(resolve_intents(adapter, store, account, now),
+                                                          adapter.open_orders(), adapter.open_algo_orders())
     plans = await store.plans(account)
     intents = await store.intents(account)
     entry_intents = [i for i in intents if i["role"] == "entry"]
-    open_orders = await adapter.open_orders()
-    open_algos = await adapter.open_algo_orders()
     sp = plan_startup(positions=positions, open_orders=open_orders, open_algos=open_algos, plans=plans,
                       entry_intents=entry_intents, hedge=engine.params.position_mode is PositionMode.HEDGE)
     sp.corrections[:0] = notes

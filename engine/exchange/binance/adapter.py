@@ -81,12 +81,13 @@ class BinanceAdapter:
     async def start(self) -> None:
         """Sync the clock, load exchangeInfo and leverage brackets (cached as rules)."""
         await self.rest.sync_time()
-        info = await self.rest.exchange_info()
+        # both at once: a restart with a bare position waits for the slower one only
+        info, raw_brackets = await asyncio.gather(self.rest.exchange_info(), self.rest.leverage_brackets())
         self.rest.limits.apply_exchange_info(info)
         if isinstance(info, Mapping) and info.get("serverTime"):
             self.info_time_ms = int(info["serverTime"])
         rules = parse_exchange_info(info)
-        brackets = parse_leverage_brackets(await self.rest.leverage_brackets())
+        brackets = parse_leverage_brackets(raw_brackets)
         missing = [s for s in self.symbols if s not in rules]
         if missing:
             raise ExchangeConfigError(f"symbol(s) not listed on Binance {self.endpoints.name}: {', '.join(missing)}")
