@@ -866,11 +866,12 @@ class Engine:
         self._seen_fills.update(keys)
 
     def restore(self, sp: StartupPlan, *, unprotected: str = "protect", external: str = "ignore", restart: int = 1,
-                recovered_fills: Iterable[tuple[Fill, OrderPurpose]] = ()) -> list[Correction]:
+                recovered_fills: Iterable[tuple[Fill, OrderPurpose]] | None = ()) -> list[Correction]:
         """Continue after a restart: restore stored plans and their open trades, put our
         plan-less positions under protection, treat outside positions per ``external``, apply the
         fills that happened while we were down, cancel orphans. Returns the corrections (each is
-        journaled as a ``reconcile.<kind>`` event)."""
+        journaled as a ``reconcile.<kind>`` event). ``recovered_fills=None``: the fills come later,
+        through :meth:`apply_recovered_fills` (protection need not wait for them)."""
         notes = list(sp.corrections)
         om = self.orders
         protect = unprotected == "protect"
@@ -906,7 +907,28 @@ class Engine:
                 notes.append(self._adopt_external(key, p, sp.resting))
             else:
                 self.external_keys.add(key)
-        for fill, purpose in recovered_fills:
+        if recovered_fills is not None:
+            notes += self._recovered(sp, recovered_fills)
+        for sym, caid in sp.cancel_algos:
+            if caid in sp.resting:  # this run's row: the run that placed it may have died before writing
+                om.register_resting_algo(sp.resting[caid])
+            om.outbox.append(CancelAlgoOrder(sym, caid))
+        for sym, coid in sp.cancel_orders:
+            om.outbox.append(CancelOrder(sym, coid))
+        self._revalue()
+        self._record_corrections(notes)
+        return notes
+
+    def apply_recovered_fills(self, sp: StartupPlan, fills: Iterable[tuple[Fill, OrderPurpose]]) -> list[Correction]:
+        """The second half of :meth:`restore`: the fills that happened while no process listened."""
+        notes = self._recovered(sp, fills)
+        self._revalue()
+        self._record_corrections(notes)
+        return notes
+
+    def _recovered(self, sp: StartupPlan, fills: Iterable[tuple[Fill, OrderPurpose]]) -> list[Correction]:
+        notes = []
+        for fill, purpose in fills:
             if self._apply_fill(fill, fill.order_type, purpose):
                 notes.append(Correction("fill_recovered", fill.symbol,
                                         f"{fill.symbol}: fill {fill.trade_id} ({purpose.value}) recovered from the exchange",
@@ -916,14 +938,6 @@ class Engine:
                 notes.append(Correction("trade_unclosed", key[0],
                                         f"{key[0]} {key[1].value}: flat on the exchange but the closing fills were not "
                                         "found; the trade stays open in the journal"))
-        for sym, caid in sp.cancel_algos:
-            if caid in sp.resting:  # this run's row: the run that placed it may have died before writing
-                om.register_resting_algo(sp.resting[caid])
-            om.outbox.append(CancelAlgoOrder(sym, caid))
-        for sym, coid in sp.cancel_orders:
-            om.outbox.append(CancelOrder(sym, coid))
-        self._revalue()
-        self._record_corrections(notes)
         return notes
 
     def apply_running_diff(self, diff: RunningDiff, positions: Iterable[Position], *, external: str = "ignore",

@@ -652,23 +652,25 @@ async def run_live_session(
         try:
             await store.start_run(run_id, candles[0].open_time_ms if candles else engine.clock.now_ms(),
                                   settings.mode, settings.active_strategy, json.dumps(settings.redacted_dict()))
-            if account is not None:
-                await store.set_run_account(run_id, account)
-                notes = await retry_startup(
-                    lambda: reconcile_at_startup(engine, adapter, store, account=account, run_id=run_id,
-                                                 settings=settings, positions=positions),
-                    "startup reconciliation")
-                log.info("startup reconciliation: %d correction(s)", len(notes))
             rt = LiveRuntime(run, adapter, store, paths, control=control,
                              heartbeat_interval_s=float(settings.heartbeat_interval_s),
                              replay_finished=(lambda: server.replay_finished) if server is not None
                              else ((lambda: False) if replay else None))
             holder["rt"] = rt
             if account is not None:
+                await store.set_run_account(run_id, account)
                 rt.account = account
                 rt.reconcile_settings = settings.reconcile
+                # the protection decided at startup goes out (rt._kick) before anything else, even
+                # before the fills missed while down are fetched
+                notes = await retry_startup(
+                    lambda: reconcile_at_startup(engine, adapter, store, account=account, run_id=run_id,
+                                                 settings=settings, positions=positions, kick=rt._kick,
+                                                 retry=retry_startup),
+                    "startup reconciliation")
+                log.info("startup reconciliation: %d correction(s)", len(notes))
                 rt._fill_watermark_ms = getattr(engine, "fill_window_start_ms", None)
-                rt._kick()  # protection decided at startup goes out before anything else
+                rt._kick()
             for n in await retry_startup(lambda: adapter.configure_symbols(leverage=int(settings.leverage),
                                                                            margin_type=settings.margin_type),
                                          "account set-up"):

@@ -16,7 +16,7 @@ import hashlib
 import logging
 from decimal import Decimal, InvalidOperation
 from collections.abc import Set as AbstractSet
-from typing import Any, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 from engine.exchange.binance.parse import parse_user_trade
 from engine.exchange.errors import ExchangeError
@@ -174,8 +174,16 @@ async def resolve_intents(adapter, store, account: str, now_ms: int,
 
 
 async def reconcile_at_startup(engine, adapter, store, *, account: str, run_id: str, settings,
-                               positions: list[Position]) -> list[Correction]:
-    """Bring a starting engine (already bootstrapped with ``positions``) to the exchange's truth."""
+                               positions: list[Position], kick: Callable[[], None] | None = None,
+                               retry: Callable[[Callable[[], Awaitable[Any]], str], Awaitable[Any]] | None = None,
+                               ) -> list[Correction]:
+    """Bring a starting engine (already bootstrapped with ``positions``) to the exchange's truth.
+
+    With ``kick`` (the runtime's dispatch), the protection decided from positions, plans and open
+    orders goes out *before* the fills missed while down are fetched (a few requests more on a slow
+    exchange); they are applied to their trades right after. ``retry(call, what)`` runs each of
+    those later reads until the exchange answers (the first part is retried by the caller: it
+    changes nothing in the engine)."""
     now = adapter.rest.server_now_ms()
     # the intents' queries and the open-order reads at once (a slow exchange delays protection once)
     notes, open_orders, open_algos = await asyncio.gather(resolve_intents(adapter, store, account, now),
@@ -188,23 +196,37 @@ async def reconcile_at_startup(engine, adapter, store, *, account: str, run_id: 
     sp.corrections[:0] = notes
     await store.take_open_trades(account, run_id)
     since = await fill_window_start(store, account, intents)
-    recovered: list[tuple[Fill, OrderPurpose]] = []
-    # exchange time now: the server's clock live; a local replay's clock is its exchangeInfo's
-    # serverTime (its /time answers wall time, for request signing)
-    fetched_to = max(engine.clock.now_ms(), await exchange_now_ms(adapter))
-    if since is not None and since < fetched_to:
-        recorded = await store.account_fill_keys(account, since)
-        engine.remember_fills(recorded)
-        symbols = set(settings.symbols) | {p.symbol for p in positions} | {r["symbol"] for r in plans}
-        recovered = await fetch_missing_fills(adapter, symbols, since, recorded, _plan_purposes(plans),
-                                              until_ms=fetched_to + FILL_MARK_SLACK_MS)
-    if engine.journal is not None:  # written with the recovered fills, in one transaction
-        engine.journal.fills_complete(account, fetched_to - FILL_MARK_SLACK_MS, fetched_to)
-    engine.fill_window_start_ms = since if since is not None else fetched_to - FILL_LOOKBACK_MS
+    recorded = await store.account_fill_keys(account, since) if since is not None else set()
+    engine.remember_fills(recorded)
     restart = await store.run_count(account)
-    notes = engine.restore(sp, unprotected=settings.reconcile.unprotected,
-                           external=settings.reconcile.external_positions, restart=max(1, restart),
-                           recovered_fills=recovered)
+
+    async def missing() -> tuple[int, list[tuple[Fill, OrderPurpose]]]:
+        # exchange time now: the server's clock live; a local replay's clock is its exchangeInfo's
+        # serverTime (its /time answers wall time, for request signing)
+        fetched_to = max(engine.clock.now_ms(), await exchange_now_ms(adapter))
+        if since is None or since >= fetched_to:
+            return fetched_to, []
+        symbols = set(settings.symbols) | {p.symbol for p in positions} | {r["symbol"] for r in plans}
+        return fetched_to, await fetch_missing_fills(adapter, symbols, since, recorded, _plan_purposes(plans),
+                                                     until_ms=fetched_to + FILL_MARK_SLACK_MS)
+
+    def finish(fetched_to: int) -> None:
+        if engine.journal is not None:  # written with the recovered fills, in one transaction
+            engine.journal.fills_complete(account, fetched_to - FILL_MARK_SLACK_MS, fetched_to)
+        engine.fill_window_start_ms = since if since is not None else fetched_to - FILL_LOOKBACK_MS
+
+    opts = dict(unprotected=settings.reconcile.unprotected, external=settings.reconcile.external_positions,
+                restart=max(1, restart))
+    if kick is None:
+        fetched_to, recovered = await missing()
+        finish(fetched_to)
+        notes = engine.restore(sp, recovered_fills=recovered, **opts)
+    else:
+        notes = engine.restore(sp, recovered_fills=None, **opts)
+        kick()  # protection first
+        fetched_to, recovered = await (retry(missing, "missed fills") if retry is not None else missing())
+        finish(fetched_to)
+        notes += engine.apply_recovered_fills(sp, recovered)
     # The rows of earlier runs are brought to the exchange's truth by the round that runs once the
     # user stream is connected (sync_rows): their queries must not hold back the protection decided here.
     return notes

@@ -327,10 +327,23 @@ class BinanceRest:
     def timestamp_ms(self) -> int:
         return self.server_now_ms()
 
+    time_sync_timeout_s = 1.0
+    """One ``/fapi/v1/time`` answer waited for this long before it is asked again (twice): the
+    answer is tiny, a slow one measures the clock badly anyway, and a restart must not wait long."""
+
     async def sync_time(self) -> int:
         """Measure ``offset_ms = serverTime − local midpoint``; used for every signed timestamp."""
-        t0 = self.wall_ms()
-        r = await self.call("GET", "/fapi/v1/time", security=NONE, weight=1)
+        for _ in range(2):
+            t0 = self.wall_ms()
+            try:
+                r = await asyncio.wait_for(self.call("GET", "/fapi/v1/time", security=NONE, weight=1),
+                                           self.time_sync_timeout_s)
+                break
+            except asyncio.TimeoutError:
+                log.warning("GET /fapi/v1/time: no answer within %.1f s; asking again", self.time_sync_timeout_s)
+        else:
+            t0 = self.wall_ms()
+            r = await self.call("GET", "/fapi/v1/time", security=NONE, weight=1)
         t1 = self.wall_ms()
         try:
             server = int(r["serverTime"])

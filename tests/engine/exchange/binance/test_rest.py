@@ -272,6 +272,22 @@ async def test_sync_time_offset_is_server_minus_midpoint():
     assert rest.limits.offset_ms == off
 
 
+async def test_a_time_sync_whose_answer_hangs_is_asked_again():
+    rest, fake, clock = make()
+    rest.time_sync_timeout_s = 0.05
+    inner, asked = rest._transport, []
+
+    async def transport(method, path, params, security):
+        asked.append(path)
+        if path == "/fapi/v1/time" and len(asked) == 1:
+            await asyncio.get_running_loop().create_future()  # never answered
+        return await inner(method, path, params, security)
+
+    rest._transport = transport
+    assert await asyncio.wait_for(rest.sync_time(), 5) == 0  # without the limit: a hang
+    assert asked == ["/fapi/v1/time", "/fapi/v1/time"]
+
+
 async def test_minus_1021_resyncs_once_and_resends():
     rest, fake, _ = make()
     fake.server_offset_ms = 3_000
