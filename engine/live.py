@@ -24,7 +24,14 @@ from typing import Any
 from engine.backtest import SimRun
 from engine.core import Engine, execute_async
 from engine.model import Candle, MarkPrice
-from engine.restart import account_key, exchange_now_ms, reconcile_at_startup, resolve_managed, sync_rows
+from engine.restart import (
+    account_key,
+    exchange_now_ms,
+    quick_read,
+    reconcile_at_startup,
+    resolve_managed,
+    sync_rows,
+)
 from engine.runtime import RunPaths, RuntimeBase
 
 log = logging.getLogger("engine.live")
@@ -619,9 +626,10 @@ async def run_live_session(
         # The three reads at once: each request a restart makes in series keeps a bare position
         # waiting for its stop that much longer on a slow exchange.
         mode_notes, positions, acct = await asyncio.gather(
-            retry_startup(lambda: adapter.configure_position_mode(settings.position_mode), "position mode"),
-            retry_startup(adapter.positions, "positions"),
-            retry_startup(adapter.account, "account"))
+            retry_startup(lambda: quick_read(lambda: adapter.configure_position_mode(settings.position_mode),
+                                             "position mode"), "position mode"),
+            retry_startup(lambda: quick_read(adapter.positions, "positions"), "positions"),
+            retry_startup(lambda: quick_read(adapter.account, "account"), "account"))
         for n in mode_notes:
             log.info("%s", n)
         # A self-contained sim run (its exchange lives and dies with it) keeps no plans; every other

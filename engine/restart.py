@@ -173,6 +173,23 @@ async def resolve_intents(adapter, store, account: str, now_ms: int,
     return notes
 
 
+QUICK_READ_TIMEOUT_S = 1.0
+"""A startup read that protection waits for is given this long, twice, before it is waited for with
+the general timeout: the exchange answers such reads in milliseconds, and a request lost on the way
+must not keep a bare position waiting for the whole timeout."""
+
+
+async def quick_read(call: Callable[[], Awaitable[Any]], what: str, timeout_s: float = QUICK_READ_TIMEOUT_S,
+                     tries: int = 2) -> Any:
+    """``call()`` (a read: safe to abandon and ask again) with short first attempts."""
+    for _ in range(tries):
+        try:
+            return await asyncio.wait_for(call(), timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("%s: no answer within %.1f s; asking again", what, timeout_s)
+    return await call()
+
+
 async def reconcile_at_startup(engine, adapter, store, *, account: str, run_id: str, settings,
                                positions: list[Position], kick: Callable[[], None] | None = None,
                                retry: Callable[[Callable[[], Awaitable[Any]], str], Awaitable[Any]] | None = None,
@@ -186,8 +203,9 @@ async def reconcile_at_startup(engine, adapter, store, *, account: str, run_id: 
     changes nothing in the engine)."""
     now = adapter.rest.server_now_ms()
     # the intents' queries and the open-order reads at once (a slow exchange delays protection once)
-    notes, open_orders, open_algos = await asyncio.gather(resolve_intents(adapter, store, account, now),
-                                                          adapter.open_orders(), adapter.open_algo_orders())
+    notes, open_orders, open_algos = await asyncio.gather(
+        resolve_intents(adapter, store, account, now),
+        quick_read(adapter.open_orders, "open orders"), quick_read(adapter.open_algo_orders, "open algo orders"))
     plans = await store.plans(account)
     intents = await store.intents(account)
     entry_intents = [i for i in intents if i["role"] == "entry"]

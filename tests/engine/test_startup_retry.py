@@ -49,3 +49,22 @@ async def test_final_answers_end_startup_at_once(err):
     with pytest.raises(type(err)):
         await retry_startup(call, "exchange info", first_backoff_s=0)
     assert call.calls == 1
+
+
+async def test_a_startup_read_lost_on_the_way_is_asked_again_after_a_short_wait():
+    """A read that protection waits for: a lost request is abandoned after ``timeout_s`` and asked
+    again (twice), then waited for with the general timeout."""
+    import asyncio
+
+    from engine.restart import quick_read
+
+    calls = []
+
+    async def positions():
+        calls.append(1)
+        if len(calls) < 3:
+            await asyncio.get_running_loop().create_future()  # lost: never answered
+        return ["p"]
+
+    assert await asyncio.wait_for(quick_read(positions, "positions", timeout_s=0.02), 5) == ["p"]
+    assert len(calls) == 3
