@@ -973,6 +973,9 @@ class Engine:
                                         f"{key[0]} {key[1].value}: position {p.amount} was not opened by perpdeck",
                                         {"position_side": key[1].value, "amount": str(p.amount)}))
         for sym, caid in diff.cancel_algos:
+            if caid in diff.orphan_rows and caid not in om.algos:
+                # an earlier run's order: taken on, so the cancel's outcome is recorded by this run
+                om.register_resting_algo(diff.orphan_rows[caid])
             om.outbox.append(CancelAlgoOrder(sym, caid))
         if diff.amounts:
             self._revalue()

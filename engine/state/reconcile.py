@@ -175,6 +175,8 @@ class RunningDiff:
     """(key, client algo id) — the engine believes this stop rests; the exchange does not have it."""
     cancel_algos: list[tuple[str, str]] = field(default_factory=list)
     new_external: list[tuple[Key, Position]] = field(default_factory=list)
+    orphan_rows: dict[str, dict] = field(default_factory=dict)
+    """The exchange's rows of the orphans in ``cancel_algos`` (so the cancel's outcome is recorded)."""
     unguarded: list[tuple[Key, Position]] = field(default_factory=list)
     """Managed positions the exchange holds with no stop resting at all (the engine decides
     whether one is on its way)."""
@@ -233,6 +235,7 @@ def diff_running(
             continue
         if _algo_key(row, hedge) not in pos:
             _cancel_orphan(out, caid, row)
+            out.orphan_rows[caid] = row
     return out
 
 

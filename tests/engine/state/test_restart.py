@@ -280,7 +280,7 @@ def test_timer_reconciliation_replaces_a_lost_stop_and_cancels_orphans():
     run.sim.cancel_algo_order({"symbol": "BTCUSDT", "clientAlgoId": stop["clientAlgoId"]})  # lost, unheard
     run.port.drain_events()
     orphan = {"symbol": "ETHUSDT", "clientAlgoId": "pdS0-0000000000000000000000", "positionSide": "BOTH",
-              "orderType": "STOP_MARKET"}
+              "orderType": "STOP_MARKET", "side": "SELL", "triggerPrice": "2000", "closePosition": True}
     positions = run.port.positions()
     diff = diff_running(engine_amounts={k: p.amount for k, p in eng.positions.items()},
                         believed_stops=eng.believed_stops(), managed=list(eng.orders.brackets), known_external=(),
@@ -292,6 +292,10 @@ def test_timer_reconciliation_replaces_a_lost_stop_and_cancels_orphans():
     placed = [c.req for c in cmds if hasattr(c, "req")]
     assert [(r.type, r.close_position) for r in placed] == [(OrderType.STOP_MARKET, True)]
     assert placed[0].client_algo_id != stop["clientAlgoId"]
+    # the orphan (an earlier run's order) is taken on: the cancel's outcome is recorded by this run
+    assert eng.orders.algos[orphan["clientAlgoId"]].status is AlgoStatus.NEW
+    eng.orders.on_cancel_ok(orphan["clientAlgoId"], algo=True)
+    assert eng.orders.algos[orphan["clientAlgoId"]].status is AlgoStatus.CANCELED
 
 
 def test_a_position_report_older_than_the_reconciliation_snapshot_is_ignored():
