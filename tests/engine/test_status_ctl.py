@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.engine.headless import env, start_headless
+
 FIGURES = {
     # note 002
     "position_count", "total_unrealized_pnl", "daily_trades", "daily_pnl",
@@ -20,32 +19,18 @@ FIGURES = {
 }
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERPDECK_", "BINANCE_"))}
-    return {**env, "PYTHONPATH": str(REPO)}
-
-
 def _ctl_status(state: Path) -> tuple[int, dict | str]:
     r = subprocess.run([sys.executable, "-m", "engine.cli", "--state-dir", str(state), "ctl", "status"],
-                       env=_env(), capture_output=True, text=True, timeout=120)
+                       env=env(), capture_output=True, text=True, timeout=120)
     return r.returncode, (json.loads(r.stdout) if r.stdout.strip().startswith("{") else r.stdout + r.stderr)
 
 
 def test_ctl_status_prints_the_guard_figures(tmp_path):
     from engine.config import RiskSettings
-    from engine.control import socket_path
 
     state = tmp_path / "state"
-    # Slow enough that the run is still going when asked; the default config otherwise.
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "--no-ui", "--speed", "600", "--state-dir",
-                             str(state)], cwd=tmp_path, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_headless(tmp_path, state)  # the default config
     try:
-        sock = socket_path(state)
-        deadline = time.monotonic() + 60
-        while not sock.exists() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)  # waiting for the instance to come up
-        assert sock.exists(), proc.communicate(timeout=5)
         rc, reply = _ctl_status(state)
         assert rc == 0 and isinstance(reply, dict), reply
         doc = reply["status"]
