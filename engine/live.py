@@ -23,11 +23,11 @@ from typing import Any
 
 from engine.backtest import SimRun
 from engine.core import Engine, execute_async
+from engine.exchange.binance.rest import quick_read
 from engine.model import Candle, MarkPrice
 from engine.restart import (
     account_key,
     exchange_now_ms,
-    quick_read,
     reconcile_at_startup,
     resolve_managed,
     sync_rows,

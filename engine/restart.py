@@ -19,6 +19,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any, Awaitable, Callable, Iterable
 
 from engine.exchange.binance.parse import parse_user_trade
+from engine.exchange.binance.rest import quick_read
 from engine.exchange.errors import ExchangeError
 from engine.model import (
     AlgoStatus,
@@ -171,23 +172,6 @@ async def resolve_intents(adapter, store, account: str, now_ms: int,
         what = "reached the exchange" if state == "resolved" else "never reached the exchange; not resent"
         notes.append(Correction(f"intent_{state}", sym, f"{sym}: {it['role']} {cid} {what}", {"client_id": cid}))
     return notes
-
-
-QUICK_READ_TIMEOUT_S = 1.0
-"""A startup read that protection waits for is given this long, twice, before it is waited for with
-the general timeout: the exchange answers such reads in milliseconds, and a request lost on the way
-must not keep a bare position waiting for the whole timeout."""
-
-
-async def quick_read(call: Callable[[], Awaitable[Any]], what: str, timeout_s: float = QUICK_READ_TIMEOUT_S,
-                     tries: int = 2) -> Any:
-    """``call()`` (a read: safe to abandon and ask again) with short first attempts."""
-    for _ in range(tries):
-        try:
-            return await asyncio.wait_for(call(), timeout_s)
-        except asyncio.TimeoutError:
-            log.warning("%s: no answer within %.1f s; asking again", what, timeout_s)
-    return await call()
 
 
 async def reconcile_at_startup(engine, adapter, store, *, account: str, run_id: str, settings,

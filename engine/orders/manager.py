@@ -978,13 +978,13 @@ class OrderManager:
             return
         st.reject_reason = f"{err.code}: {err.msg}"
         st.updated_ms = self.clock.now_ms()
-        if err.unknown_status and st.req.purpose in CLOSE_PURPOSES:
-            # Maybe placed, maybe not, and it could not be looked up (a ban, no answers): a
-            # reduce-only close is sent again with the same client id; it cannot execute twice.
-            st.attempts += 1
-            self._retry(st.attempts, SubmitOrder(st.req), err)
-            return
         if err.unknown_status:
+            # Maybe placed, maybe not, and it could not be looked up (a ban, no answers).
+            if st.req.purpose in CLOSE_PURPOSES:
+                # reduce-only, same client id: sent again, it cannot execute twice
+                st.attempts += 1
+                self._retry(st.attempts, SubmitOrder(st.req), err)
+                return
             # Never resent blindly (an entry could open a second position): it stays in flight,
             # marked unknown, until reconciliation finds it by client id (or learns it never arrived).
             st.unknown = True

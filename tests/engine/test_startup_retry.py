@@ -56,7 +56,7 @@ async def test_a_startup_read_lost_on_the_way_is_asked_again_after_a_short_wait(
     again (twice), then waited for with the general timeout."""
     import asyncio
 
-    from engine.restart import quick_read
+    from engine.exchange.binance.rest import quick_read
 
     calls = []
 

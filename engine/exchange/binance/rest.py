@@ -76,6 +76,23 @@ ORDER_TIMEOUT_S = 3.0
 """How long a new order (or conditional order) waits for its answer before its outcome counts as
 unknown and is resolved by client id. Binance answers in well under a second; a stop whose POST
 hangs must not leave a position bare for a whole general request timeout."""
+QUICK_READ_TIMEOUT_S = 1.0
+"""A read something urgent waits for (a bare position's stop at startup, the clock sync) is given
+this long, twice, before it is waited for with the general timeout: such reads are answered in
+milliseconds, and a request lost on the way must not hold things up for the whole timeout."""
+
+
+async def quick_read(call: Callable[[], Awaitable[Any]], what: str, timeout_s: float = QUICK_READ_TIMEOUT_S,
+                     tries: int = 2) -> Any:
+    """``call()`` (a read: safe to abandon and ask again) with short first attempts."""
+    for _ in range(tries):
+        try:
+            return await asyncio.wait_for(call(), timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("%s: no answer within %.1f s; asking again", what, timeout_s)
+    return await call()
+
+
 RESOLVE_TIMEOUT_S = 1.0
 """How long one query that resolves an unknown order may take before it is asked again: a read
 by client id, cheap (weight 1) and safe to repeat."""
@@ -327,23 +344,17 @@ class BinanceRest:
     def timestamp_ms(self) -> int:
         return self.server_now_ms()
 
-    time_sync_timeout_s = 1.0
-    """One ``/fapi/v1/time`` answer waited for this long before it is asked again (twice): the
-    answer is tiny, a slow one measures the clock badly anyway, and a restart must not wait long."""
+    time_sync_timeout_s = QUICK_READ_TIMEOUT_S
+    """One ``/fapi/v1/time`` answer waited for this long before it is asked again (twice): a slow
+    one measures the clock badly anyway, and a restart must not wait long."""
 
     async def sync_time(self) -> int:
         """Measure ``offset_ms = serverTime − local midpoint``; used for every signed timestamp."""
-        for _ in range(2):
+        async def ask() -> tuple[int, Any]:
             t0 = self.wall_ms()
-            try:
-                r = await asyncio.wait_for(self.call("GET", "/fapi/v1/time", security=NONE, weight=1),
-                                           self.time_sync_timeout_s)
-                break
-            except asyncio.TimeoutError:
-                log.warning("GET /fapi/v1/time: no answer within %.1f s; asking again", self.time_sync_timeout_s)
-        else:
-            t0 = self.wall_ms()
-            r = await self.call("GET", "/fapi/v1/time", security=NONE, weight=1)
+            return t0, await self.call("GET", "/fapi/v1/time", security=NONE, weight=1)
+
+        t0, r = await quick_read(ask, "GET /fapi/v1/time", self.time_sync_timeout_s)
         t1 = self.wall_ms()
         try:
             server = int(r["serverTime"])
