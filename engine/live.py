@@ -23,11 +23,12 @@ from typing import Any
 
 from engine.backtest import SimRun
 from engine.core import Engine, execute_async
-from engine.exchange.binance.rest import quick_read
+from engine.exchange.binance.rest import gather_or_cancel
 from engine.model import Candle, MarkPrice
 from engine.restart import (
     account_key,
     exchange_now_ms,
+    read_startup,
     reconcile_at_startup,
     resolve_managed,
     sync_rows,
@@ -561,10 +562,12 @@ async def retry_startup(call, what: str, *, first_backoff_s: float = 0.5,
                 raise
             wait = delay
             until = int(getattr(exc, "until_ms", 0) or 0)
-            if until:
-                wait = max(wait, (until - wall_ms()) / 1000 + 0.05)
             retry_after = getattr(exc, "retry_after_s", None)
-            if retry_after:
+            if until:
+                # the block's end to the millisecond (Retry-After is whole seconds, rounded up): a
+                # bare position's stop goes the moment the exchange takes requests again
+                wait = max(0.0, (until - wall_ms()) / 1000) + 0.02
+            elif retry_after:
                 wait = max(wait, float(retry_after))
             log.warning("startup: %s failed (%s); trying again in %.1f s", what, exc, wait)
             await asyncio.sleep(wait)
@@ -618,25 +621,27 @@ async def run_live_session(
         **(adapter_options or {}),
     )
     control = None
+    # local, so opened before the first request: the stored intents' queries go with the first reads
+    store = await Store.open(paths.db_path)
     try:
-        await retry_startup(adapter.start, "exchange info")
-        rules = await retry_startup(adapter.symbol_rules, "symbol rules")
-        # The position mode decides which side every order names: checked before any order. Leverage
-        # and margin type change nothing about a stop: set once startup protection is on its way.
-        # The three reads at once: each request a restart makes in series keeps a bare position
-        # waiting for its stop that much longer on a slow exchange.
-        mode_notes, positions, acct = await asyncio.gather(
-            retry_startup(lambda: quick_read(lambda: adapter.configure_position_mode(settings.position_mode),
-                                             "position mode"), "position mode"),
-            retry_startup(lambda: quick_read(adapter.positions, "positions"), "positions"),
-            retry_startup(lambda: quick_read(adapter.account, "account"), "account"))
-        for n in mode_notes:
+        # A restart's round trips before a bare position's stop, each one once: the clock sync beside
+        # exchangeInfo (unsigned); every signed read the protection depends on at once (position mode,
+        # positions, balances, open orders and algo orders, unanswered intents) beside the leverage
+        # brackets; then the stop. The position mode is known before any order.
+        account = None if sim_parts is not None else account_key(endpoints, credentials)
+        clock = asyncio.ensure_future(retry_startup(adapter.sync_clock, "clock sync"))
+        _, _, reads = await gather_or_cancel(
+            clock, retry_startup(lambda: adapter.load_rules(clock), "exchange info"),
+            read_startup(adapter, store, account=account, position_mode=settings.position_mode, clock=clock,
+                         retry=retry_startup))
+        rules = await adapter.symbol_rules()
+        for n in reads.mode_notes:
             log.info("%s", n)
+        positions = reads.positions
         # A self-contained sim run (its exchange lives and dies with it) keeps no plans; every other
         # session trades an account a later process may pick up, under stable client ids.
-        account = None if sim_parts is not None else account_key(endpoints, credentials)
         engine = build_engine(settings, rules, run_id=run_id, journal=journal, strict=strict, namespace=account)
-        engine.bootstrap(acct, positions)
+        engine.bootstrap(reads.account, positions)
         # exchange time: the server's clock live; a replay's clock is its data's (positions carry it)
         engine.clock.advance(max(max((p.update_time_ms for p in positions), default=0), adapter.info_time_ms)
                              if replay or sim_parts else adapter.rest.server_now_ms())
@@ -656,49 +661,46 @@ async def run_live_session(
             from engine.exchange.sim.server import SimControl
 
             control = await SimControl.connect(server.ws_url)
-        store = await Store.open(paths.db_path)
-        try:
-            await store.start_run(run_id, candles[0].open_time_ms if candles else engine.clock.now_ms(),
-                                  settings.mode, settings.active_strategy, json.dumps(settings.redacted_dict()))
-            rt = LiveRuntime(run, adapter, store, paths, control=control,
-                             heartbeat_interval_s=float(settings.heartbeat_interval_s),
-                             replay_finished=(lambda: server.replay_finished) if server is not None
-                             else ((lambda: False) if replay else None))
-            holder["rt"] = rt
-            if account is not None:
-                await store.set_run_account(run_id, account)
-                rt.account = account
-                rt.reconcile_settings = settings.reconcile
-                # the protection decided at startup goes out (rt._kick) before anything else, even
-                # before the fills missed while down are fetched
-                notes = await retry_startup(
-                    lambda: reconcile_at_startup(engine, adapter, store, account=account, run_id=run_id,
-                                                 settings=settings, positions=positions, kick=rt._kick,
-                                                 retry=retry_startup),
-                    "startup reconciliation")
-                log.info("startup reconciliation: %d correction(s)", len(notes))
-                rt._fill_watermark_ms = getattr(engine, "fill_window_start_ms", None)
-                rt._kick()
-            for n in await retry_startup(lambda: adapter.configure_symbols(leverage=int(settings.leverage),
-                                                                           margin_type=settings.margin_type),
-                                         "account set-up"):
-                log.info("%s", n)
-            async with ConsoleServices(rt, paths.state_dir, control=ctl_socket):
-                if on_runtime is not None:
-                    on_runtime(rt)
-                await adapter.start_streams()
-                remove = install_stop_signals(rt) if install_signal_handlers else (lambda: None)
-                try:
-                    summary = await rt.run()
-                finally:
-                    remove()
-            await store.end_run(run_id, engine.clock.now_ms(), json.dumps(summary))
-        finally:
-            await store.close()
+        await store.start_run(run_id, candles[0].open_time_ms if candles else engine.clock.now_ms(),
+                              settings.mode, settings.active_strategy, json.dumps(settings.redacted_dict()))
+        rt = LiveRuntime(run, adapter, store, paths, control=control,
+                         heartbeat_interval_s=float(settings.heartbeat_interval_s),
+                         replay_finished=(lambda: server.replay_finished) if server is not None
+                         else ((lambda: False) if replay else None))
+        holder["rt"] = rt
+        if account is not None:
+            await store.set_run_account(run_id, account)
+            rt.account = account
+            rt.reconcile_settings = settings.reconcile
+            # the protection decided at startup goes out (rt._kick) before anything else, even
+            # before the fills missed while down are fetched
+            notes = await retry_startup(
+                lambda: reconcile_at_startup(engine, adapter, store, account=account, run_id=run_id,
+                                             settings=settings, reads=reads, kick=rt._kick,
+                                             retry=retry_startup),
+                "startup reconciliation")
+            log.info("startup reconciliation: %d correction(s)", len(notes))
+            rt._fill_watermark_ms = getattr(engine, "fill_window_start_ms", None)
+            rt._kick()
+        for n in await retry_startup(lambda: adapter.configure_symbols(leverage=int(settings.leverage),
+                                                                       margin_type=settings.margin_type),
+                                     "account set-up"):
+            log.info("%s", n)
+        async with ConsoleServices(rt, paths.state_dir, control=ctl_socket):
+            if on_runtime is not None:
+                on_runtime(rt)
+            await adapter.start_streams()
+            remove = install_stop_signals(rt) if install_signal_handlers else (lambda: None)
+            try:
+                summary = await rt.run()
+            finally:
+                remove()
+        await store.end_run(run_id, engine.clock.now_ms(), json.dumps(summary))
         return summary, run
     finally:
         if control is not None:
             await control.close()
+        await store.close()
         await adapter.stop()
 
 

@@ -19,7 +19,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any, Awaitable, Callable, Iterable
 
 from engine.exchange.binance.parse import parse_user_trade
-from engine.exchange.binance.rest import quick_read
+from engine.exchange.binance.rest import gather_or_cancel, quick_read
 from engine.exchange.errors import ExchangeError
 from engine.model import (
     AlgoStatus,
@@ -174,22 +174,57 @@ async def resolve_intents(adapter, store, account: str, now_ms: int,
     return notes
 
 
+@dataclasses.dataclass
+class StartupReads:
+    """What a start reads from the exchange before it decides anything, read at once."""
+
+    mode_notes: list[str]
+    positions: list[Position]
+    account: Any
+    open_orders: list[dict]
+    open_algos: list[dict]
+    intent_notes: list[Correction]
+
+
+async def read_startup(adapter, store, *, account: str | None, position_mode: Any, clock: asyncio.Future,
+                       retry: Callable[[Callable[[], Awaitable[Any]], str], Awaitable[Any]]) -> StartupReads:
+    """The signed startup reads, all sent the moment ``clock`` (the clock sync) is done, beside the
+    exchangeInfo: position mode (checked before any order), positions, balances, open orders, open
+    algo orders and the stored intents never answered (``account``: None for a self-contained sim
+    run, which keeps none). Each read gets short first attempts (:func:`quick_read`) and is run by
+    ``retry`` until the exchange answers: a bare position's stop waits for the slowest of them
+    only, once."""
+    await asyncio.shield(clock)
+
+    def read(call: Callable[[], Awaitable[Any]], what: str) -> Awaitable[Any]:
+        return retry(lambda: quick_read(call, what), what)
+
+    async def intents() -> list[Correction]:
+        if account is None:
+            return []
+        return await retry(lambda: resolve_intents(adapter, store, account, adapter.rest.server_now_ms()),
+                           "stored intents")
+
+    mode_notes, positions, acct, open_orders, open_algos, notes = await gather_or_cancel(
+        read(lambda: adapter.configure_position_mode(position_mode), "position mode"),
+        read(adapter.positions, "positions"), read(adapter.account, "account"),
+        read(adapter.open_orders, "open orders"), read(adapter.open_algo_orders, "open algo orders"),
+        intents())
+    return StartupReads(list(mode_notes), list(positions), acct, list(open_orders), list(open_algos), notes)
+
+
 async def reconcile_at_startup(engine, adapter, store, *, account: str, run_id: str, settings,
-                               positions: list[Position], kick: Callable[[], None] | None = None,
+                               reads: StartupReads, kick: Callable[[], None] | None = None,
                                retry: Callable[[Callable[[], Awaitable[Any]], str], Awaitable[Any]] | None = None,
                                ) -> list[Correction]:
-    """Bring a starting engine (already bootstrapped with ``positions``) to the exchange's truth.
+    """Bring a starting engine (already bootstrapped with ``reads.positions``) to the exchange's truth.
 
     With ``kick`` (the runtime's dispatch), the protection decided from positions, plans and open
     orders goes out *before* the fills missed while down are fetched (a few requests more on a slow
     exchange); they are applied to their trades right after. ``retry(call, what)`` runs each of
-    those later reads until the exchange answers (the first part is retried by the caller: it
-    changes nothing in the engine)."""
-    now = adapter.rest.server_now_ms()
-    # the intents' queries and the open-order reads at once (a slow exchange delays protection once)
-    notes, open_orders, open_algos = await asyncio.gather(
-        resolve_intents(adapter, store, account, now),
-        quick_read(adapter.open_orders, "open orders"), quick_read(adapter.open_algo_orders, "open algo orders"))
+    those later reads until the exchange answers."""
+    positions, open_orders, open_algos, notes = reads.positions, reads.open_orders, reads.open_algos, \
+        list(reads.intent_notes)
     plans = await store.plans(account)
     intents = await store.intents(account)
     entry_intents = [i for i in intents if i["role"] == "entry"]

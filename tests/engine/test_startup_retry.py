@@ -42,6 +42,20 @@ async def test_a_ban_is_waited_out_until_it_ends(monkeypatch):
     assert waits[1] >= 7.0  # Retry-After
 
 
+async def test_a_ban_is_waited_out_to_its_end_not_to_the_rounded_up_retry_after(monkeypatch):
+    """A 418 names the ban's end in ms and a Retry-After in whole seconds (rounded up): waiting for
+    the header would keep a bare position's stop back up to a second after the ban has ended."""
+    waits: list[float] = []
+
+    async def no_sleep(s):
+        waits.append(s)
+
+    monkeypatch.setattr("engine.live.asyncio.sleep", no_sleep)
+    call = Flaky(Banned(-1003, "banned", 418, until_ms=4_100, retry_after_s=3))
+    assert await retry_startup(call, "clock sync", first_backoff_s=0.5, wall_ms=lambda: 2_000) == "answer"
+    assert 2.1 <= waits[0] < 2.2
+
+
 @pytest.mark.parametrize("err", [AuthError(-2015, "Invalid API-key, IP, or permissions for action.", 401),
                                  ExchangeError(-1121, "Invalid symbol.", 400)])
 async def test_final_answers_end_startup_at_once(err):

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from engine.exchange.binance.endpoints import Endpoints
 from engine.exchange.binance.parse import ParseError, parse_account, parse_position_risk, parse_rest_kline
-from engine.exchange.binance.rest import BinanceRest
+from engine.exchange.binance.rest import BinanceRest, gather_or_cancel
 from engine.exchange.binance.streams import Connect, MarketStream, UserStream, default_connect, make_backoff
 from engine.exchange.errors import ExchangeConfigError, ExchangeError
 from engine.exchange.filters import SymbolRules, parse_exchange_info, parse_leverage_brackets, with_brackets
@@ -80,14 +80,28 @@ class BinanceAdapter:
 
     async def start(self) -> None:
         """Sync the clock, load exchangeInfo and leverage brackets (cached as rules)."""
+        clock = asyncio.ensure_future(self.sync_clock())
+        await gather_or_cancel(clock, self.load_rules(clock))
+
+    async def sync_clock(self) -> None:
+        """``/fapi/v1/time``: every signed request waits for it (a restart's signed reads start once
+        it is answered, without waiting for exchangeInfo)."""
         await self.rest.sync_time()
-        # both at once: a restart with a bare position waits for the slower one only
-        info, raw_brackets = await asyncio.gather(self.rest.exchange_info(), self.rest.leverage_brackets())
+
+    async def load_rules(self, clock: asyncio.Future) -> None:
+        """exchangeInfo (unsigned: sent at once) and the leverage brackets (signed: sent once
+        ``clock`` is done), loaded as the symbols' rules. A restart with a bare position waits for
+        the slower of the two chains only."""
+        async def brackets() -> Any:
+            await asyncio.shield(clock)  # the clock sync is not this chain's to cancel
+            return await self.rest.leverage_brackets()
+
+        info, raw_brackets = await gather_or_cancel(self.rest.exchange_info(), brackets())
         self.rest.limits.apply_exchange_info(info)
         if isinstance(info, Mapping) and info.get("serverTime"):
             self.info_time_ms = int(info["serverTime"])
         rules = parse_exchange_info(info)
-        brackets = parse_leverage_brackets(raw_brackets)
+        brackets_by_symbol = parse_leverage_brackets(raw_brackets)
         missing = [s for s in self.symbols if s not in rules]
         if missing:
             raise ExchangeConfigError(f"symbol(s) not listed on Binance {self.endpoints.name}: {', '.join(missing)}")
@@ -96,7 +110,7 @@ class BinanceAdapter:
             r = rules[s]
             if r.status != "TRADING":
                 log.warning("%s is %s on Binance, not TRADING", s, r.status)
-            out[s] = with_brackets(r, brackets.get(s, ()))
+            out[s] = with_brackets(r, brackets_by_symbol.get(s, ()))
         self._rules = out
         if self.rest.order_sender is not None:
             try:  # the first order should not pay for TCP/TLS set-up

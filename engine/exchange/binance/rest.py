@@ -93,6 +93,28 @@ async def quick_read(call: Callable[[], Awaitable[Any]], what: str, timeout_s: f
     return await call()
 
 
+async def gather_or_cancel(*aws: Awaitable[Any]) -> list[Any]:
+    """``asyncio.gather`` that, when one fails, cancels the others before raising the failure (so a
+    retried startup step never leaves a request of the failed attempt running beside the new one)."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    if pending:
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    errors = [t.exception() for t in tasks if not t.cancelled()]  # every one retrieved, the first raised
+    first = next((e for e in errors if e is not None), None)
+    if first is not None:
+        raise first
+    return [t.result() for t in tasks]
+
+
 RESOLVE_TIMEOUT_S = 1.0
 """How long one query that resolves an unknown order may take before it is asked again: a read
 by client id, cheap (weight 1) and safe to repeat."""
@@ -280,7 +302,7 @@ class BinanceRest:
         timeout_s: float = 10.0,
         order_timeout_s: float = ORDER_TIMEOUT_S,
         wall_ms: Callable[[], int] = _wall_ms,
-        max_workers: int = 4,
+        max_workers: int = 16,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         transport: Transport | None = None,
         retry_backoff: Callable[[int], float] = default_retry_backoff,

@@ -13,6 +13,7 @@ import logging
 import secrets
 import string
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -75,6 +76,9 @@ class LocalExchange:
         self.limits = limits if limits is not None else RateLimits()
         self.listen_key_ttl_s = float(listen_key_ttl_s)
         self.faults = Faults(self)
+        #: (time.monotonic(), method, path) of the latest REST requests, as they arrive (before any
+        #: fault or gate): which requests a client sent at once, and which waited for another
+        self.request_log: deque[tuple[float, str, str]] = deque(maxlen=10_000)
         self._limiter = RateLimiter(self.limits)
         self._rest = RestApi(self)
         self._http = HttpServer(self._handle_http, host, rest_port)

@@ -211,6 +211,7 @@ class RestApi:
         ip = req.client_ip
         path = req.path
         now = ex.wall_ms()
+        ex.request_log.append((time.monotonic(), req.method, path))
 
         def weight_header() -> list[tuple[str, str]]:
             return [("X-MBX-USED-WEIGHT-1M", str(lim.used_weight(ip, ex.wall_ms())))]
