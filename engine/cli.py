@@ -221,6 +221,10 @@ def _register_rl_strategy(settings) -> None:
     """``rl-sac`` joins the strategy registry when a policy has been promoted (rl/ imports numpy
     only for this; torch stays out of the engine)."""
     try:
+        from rl.files import policy_file
+
+        if not policy_file(settings).exists():
+            return  # nothing promoted: numpy stays out of a start that does not need it
         from rl.policy import register
     except ImportError:  # the rl extra (numpy, gymnasium) is not installed
         return

@@ -36,3 +36,21 @@ def read_json(path: Path) -> dict | None:
         return json.loads(Path(path).read_text())
     except (FileNotFoundError, ValueError):
         return None
+
+
+POLICY_FILE = "rl-sac.npz"
+"""The promoted policy's file name in the checkpoint directory."""
+
+
+def promoted_path(settings: Any) -> Path:
+    """``<checkpoint_dir>/rl-sac.npz`` (``checkpoint_dir`` empty = ``<state_dir>/rl``)."""
+    rl = settings.rl
+    base = Path(rl.checkpoint_dir).expanduser() if rl.checkpoint_dir else Path(settings.state_dir) / "rl"
+    return base / POLICY_FILE
+
+
+def policy_file(settings: Any, name: str = "rl-sac") -> Path:
+    """The policy file the ``rl-sac`` strategy would load: ``[strategies.rl-sac] model``, else the
+    promoted one. Numpy-free, so a start without a policy does not import numpy to find out."""
+    raw = settings.strategies.get(name, {}) or {}
+    return Path(raw["model"]).expanduser() if raw.get("model") else promoted_path(settings)

@@ -48,13 +48,13 @@ import numpy as np
 
 from engine.model import Candle, Direction, Signal
 from rl.features import FEATURE_NAMES, FUNDING_INTERVAL_MS, WARMUP, compute_features
+from rl.files import POLICY_FILE, policy_file, promoted_path
 
 __all__ = ["NAME", "POLICY_FILE", "ActorNet", "RlSacParams", "RlSacStrategy", "register", "promoted_path"]
 
 log = logging.getLogger(__name__)
 
 NAME = "rl-sac"
-POLICY_FILE = "rl-sac.npz"
 _N_ACCOUNT = 5
 
 
@@ -296,13 +296,6 @@ class RlSacStrategy:
 # -- registration (called by the composition root, never by engine/ itself) ------------------------
 
 
-def promoted_path(settings: Any) -> Path:
-    """``<checkpoint_dir>/rl-sac.npz`` (``checkpoint_dir`` empty = ``<state_dir>/rl``)."""
-    rl = settings.rl
-    base = Path(rl.checkpoint_dir).expanduser() if rl.checkpoint_dir else Path(settings.state_dir) / "rl"
-    return base / POLICY_FILE
-
-
 def build(raw: Mapping[str, Any] | None, default_model: Path, default_threshold: float = 0.25) -> RlSacStrategy:
     from engine.strategies.params import parse_params
 
@@ -322,9 +315,8 @@ def register(settings: Any) -> bool:
     """
     from engine.strategies.base import StrategyError, register as reg
 
-    raw = dict(settings.strategies.get(NAME, {}))
     default = promoted_path(settings)
-    path = Path(raw["model"]).expanduser() if raw.get("model") else default
+    path = policy_file(settings, NAME)
     if not path.exists():
         return False
     threshold = float(settings.rl.entry_threshold)

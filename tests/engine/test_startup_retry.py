@@ -66,8 +66,8 @@ async def test_final_answers_end_startup_at_once(err):
 
 
 async def test_a_startup_read_lost_on_the_way_is_asked_again_after_a_short_wait():
-    """A read that protection waits for: a lost request is abandoned after ``timeout_s`` and asked
-    again (twice), then waited for with the general timeout."""
+    """A read that protection waits for: when no answer came after ``timeout_s``, another copy is
+    sent beside it (twice); the first answer wins."""
     import asyncio
 
     from engine.exchange.binance.rest import quick_read
@@ -82,3 +82,40 @@ async def test_a_startup_read_lost_on_the_way_is_asked_again_after_a_short_wait(
 
     assert await asyncio.wait_for(quick_read(positions, "positions", timeout_s=0.02), 5) == ["p"]
     assert len(calls) == 3
+
+
+async def test_a_slow_startup_read_is_not_abandoned_for_its_copies():
+    """On a slow link the first copy still answers first: asking again must not throw it away."""
+    import asyncio
+
+    from engine.exchange.binance.rest import quick_read
+
+    calls = []
+
+    async def positions():
+        calls.append(1)
+        n = len(calls)
+        if n == 1:
+            await asyncio.sleep(0.1)  # slow, but on its way
+            return ["first"]
+        await asyncio.get_running_loop().create_future()  # the copies are lost
+        return ["copy"]
+
+    assert await asyncio.wait_for(quick_read(positions, "positions", timeout_s=0.02), 5) == ["first"]
+    assert len(calls) == 3
+
+
+async def test_a_startup_read_raises_once_every_copy_has_failed():
+    import asyncio
+
+    from engine.exchange.binance.rest import quick_read
+
+    calls = []
+
+    async def positions():
+        calls.append(1)
+        await asyncio.sleep(0.05 if len(calls) == 1 else 0.0)
+        raise TransientError(-1001, f"disconnected {len(calls)}", 503)
+
+    with pytest.raises(TransientError, match="disconnected"):
+        await asyncio.wait_for(quick_read(positions, "positions", timeout_s=0.02), 5)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from engine.exchange.binance.endpoints import Endpoints
 from engine.exchange.binance.parse import ParseError, parse_account, parse_position_risk, parse_rest_kline
-from engine.exchange.binance.rest import BinanceRest, gather_or_cancel
+from engine.exchange.binance.rest import BinanceRest, gather_or_cancel, quick_read
 from engine.exchange.binance.streams import Connect, MarketStream, UserStream, default_connect, make_backoff
 from engine.exchange.errors import ExchangeConfigError, ExchangeError
 from engine.exchange.filters import SymbolRules, parse_exchange_info, parse_leverage_brackets, with_brackets
@@ -94,9 +94,9 @@ class BinanceAdapter:
         the slower of the two chains only."""
         async def brackets() -> Any:
             await asyncio.shield(clock)  # the clock sync is not this chain's to cancel
-            return await self.rest.leverage_brackets()
+            return await quick_read(self.rest.leverage_brackets, "leverage brackets")
 
-        info, raw_brackets = await gather_or_cancel(self.rest.exchange_info(), brackets())
+        info, raw_brackets = await gather_or_cancel(quick_read(self.rest.exchange_info, "exchange info"), brackets())
         self.rest.limits.apply_exchange_info(info)
         if isinstance(info, Mapping) and info.get("serverTime"):
             self.info_time_ms = int(info["serverTime"])

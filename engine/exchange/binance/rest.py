@@ -76,21 +76,42 @@ ORDER_TIMEOUT_S = 3.0
 """How long a new order (or conditional order) waits for its answer before its outcome counts as
 unknown and is resolved by client id. Binance answers in well under a second; a stop whose POST
 hangs must not leave a position bare for a whole general request timeout."""
-QUICK_READ_TIMEOUT_S = 1.0
-"""A read something urgent waits for (a bare position's stop at startup, the clock sync) is given
-this long, twice, before it is waited for with the general timeout: such reads are answered in
-milliseconds, and a request lost on the way must not hold things up for the whole timeout."""
+QUICK_READ_TIMEOUT_S = 0.6
+"""A read something urgent waits for (a bare position's stop at startup, the clock sync) is asked
+again, beside the first, when it has not been answered after this long, twice: such reads are
+answered in milliseconds, and a request lost on the way must not hold things up for a whole
+timeout. The first one is not abandoned: on a merely slow link it still answers first."""
 
 
 async def quick_read(call: Callable[[], Awaitable[Any]], what: str, timeout_s: float = QUICK_READ_TIMEOUT_S,
                      tries: int = 2) -> Any:
-    """``call()`` (a read: safe to abandon and ask again) with short first attempts."""
-    for _ in range(tries):
-        try:
-            return await asyncio.wait_for(call(), timeout_s)
-        except asyncio.TimeoutError:
-            log.warning("%s: no answer within %.1f s; asking again", what, timeout_s)
-    return await call()
+    """``call()`` (a read: safe to repeat) hedged: another copy is sent every ``timeout_s`` while
+    none has answered, ``tries`` more at most; the first answer wins and the others are dropped.
+    Raises once every copy sent has failed (the first failure)."""
+    running: list[asyncio.Task] = [asyncio.ensure_future(call())]
+    errors: list[BaseException] = []
+    try:
+        while True:
+            hedge = len(running) <= tries
+            done, _ = await asyncio.wait([t for t in running if not t.done()],
+                                         timeout=timeout_s if hedge else None,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t.exception() is None:
+                    return t.result()
+                errors.append(t.exception())
+            if not done:  # no answer yet: one more copy beside the ones in flight
+                log.warning("%s: no answer within %.1f s; asking again", what, timeout_s)
+                running.append(asyncio.ensure_future(call()))
+            elif all(t.done() for t in running):
+                raise errors[0]
+    finally:
+        for t in running:
+            if not t.done():
+                t.cancel()
+        for t in running:  # retrieve what the dropped copies ended with
+            if t.done() and not t.cancelled():
+                t.exception()
 
 
 async def gather_or_cancel(*aws: Awaitable[Any]) -> list[Any]:

@@ -84,28 +84,40 @@ Deviations from Binance (deliberate)
     * Unknown REST path → 404 ``{"code":-1000,…}``; known path, wrong method → 405.
 """
 
-from engine.exchange.sim.server.auth import DEFAULT_API_KEY, DEFAULT_API_SECRET, ApiKey
-from engine.exchange.sim.server.control import SimControl, SimControlError
-from engine.exchange.sim.server.faults import MSG_UNKNOWN_STATUS, Faults
-from engine.exchange.sim.server.limits import RateLimits
-from engine.exchange.sim.server.local import LocalExchange
-from engine.exchange.sim.server.monitor import ProtectionMonitor, Unprotected
-from engine.exchange.sim.server.standalone import add_arguments, load_replay, run_standalone, serve_forever_cli
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "ApiKey",
-    "DEFAULT_API_KEY",
-    "DEFAULT_API_SECRET",
-    "Faults",
-    "LocalExchange",
-    "MSG_UNKNOWN_STATUS",
-    "ProtectionMonitor",
-    "RateLimits",
-    "SimControl",
-    "SimControlError",
-    "Unprotected",
-    "add_arguments",
-    "load_replay",
-    "run_standalone",
-    "serve_forever_cli",
-]
+# Loaded on first use (PEP 562): the engine's own HTTP endpoint and the default sim keys need one
+# small module each, and a restart must not pay for importing the whole exchange first.
+_EXPORTS = {
+    "ApiKey": "auth",
+    "DEFAULT_API_KEY": "auth",
+    "DEFAULT_API_SECRET": "auth",
+    "Faults": "faults",
+    "LocalExchange": "local",
+    "MSG_UNKNOWN_STATUS": "faults",
+    "ProtectionMonitor": "monitor",
+    "RateLimits": "limits",
+    "SimControl": "control",
+    "SimControlError": "control",
+    "Unprotected": "monitor",
+    "add_arguments": "standalone",
+    "load_replay": "standalone",
+    "run_standalone": "standalone",
+    "serve_forever_cli": "standalone",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
