@@ -191,9 +191,9 @@ async def read_startup(adapter, store, *, account: str | None, position_mode: An
     """The signed startup reads, all sent the moment ``clock`` (the clock sync) is done, beside the
     exchangeInfo: position mode (checked before any order), positions, balances, open orders, open
     algo orders and the stored intents never answered (``account``: None for a self-contained sim
-    run, which keeps none). Each read gets short first attempts (:func:`quick_read`) and is run by
-    ``retry`` until the exchange answers: a bare position's stop waits for the slowest of them
-    only, once."""
+    run, which keeps none). Each read is hedged (:func:`quick_read`: a copy goes beside one left
+    unanswered) and run by ``retry`` until the exchange answers: a bare position's stop waits for
+    the slowest of them only, once."""
     await asyncio.shield(clock)
 
     def read(call: Callable[[], Awaitable[Any]], what: str) -> Awaitable[Any]:

@@ -388,8 +388,8 @@ class BinanceRest:
         return self.server_now_ms()
 
     time_sync_timeout_s = QUICK_READ_TIMEOUT_S
-    """One ``/fapi/v1/time`` answer waited for this long before it is asked again (twice): a slow
-    one measures the clock badly anyway, and a restart must not wait long."""
+    """A ``/fapi/v1/time`` left unanswered this long gets a copy sent beside it (twice; the first
+    answer is used, with its own send time): a restart must not wait long for its clock."""
 
     async def sync_time(self) -> int:
         """Measure ``offset_ms = serverTime − local midpoint``; used for every signed timestamp."""

@@ -33,6 +33,25 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
+
+class _ClientGoneFilter(logging.Filter):
+    """A client that goes away during the opening handshake (a process killed while connecting)
+    is an everyday event for a local exchange, not an error with a traceback: one INFO line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        gone = exc is not None and isinstance(exc, (EOFError, ConnectionError))
+        gone = gone or (exc is not None and isinstance(exc.__cause__, (EOFError, ConnectionError)))
+        if record.getMessage() == "opening handshake failed" and gone:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = f"client left during the opening handshake ({type(exc).__name__})", None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_conn_log = logging.getLogger(__name__ + ".connections")
+_conn_log.addFilter(_ClientGoneFilter())
+
 MARKET, PUBLIC, PRIVATE, LEGACY, SIM = "market", "public", "private", "legacy", "sim"
 ROUTES = (MARKET, PUBLIC, PRIVATE, LEGACY)
 
@@ -190,7 +209,7 @@ class WsHub:
         self._server = await serve(
             self._handler, self._host, self._port, process_request=self._process_request,
             ping_interval=self._ping_interval if self._ping_interval and self._ping_interval > 0 else None,
-            ping_timeout=limits.ws_pong_timeout_s, max_size=1 << 20, close_timeout=2, logger=log,
+            ping_timeout=limits.ws_pong_timeout_s, max_size=1 << 20, close_timeout=2, logger=_conn_log,
         )
 
     async def stop(self) -> None:

@@ -359,3 +359,22 @@ async def test_server_pings(candles):
             srv = next(iter(ex._hub.clients)).ws
             await wait_for(lambda: srv.latency > 0, 5.0)  # a ping went out and our pong came back
             assert ws.state.name == "OPEN"
+
+
+async def test_a_client_gone_during_the_handshake_is_one_info_line_not_a_traceback(ex, caplog):
+    """An engine killed while its socket connects: the exchange notes it and serves on."""
+    import logging
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(ex.ws_url)
+    caplog.set_level(logging.INFO, logger="engine.exchange.sim.server.ws")
+    _, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    writer.write(b"GET /market/ws HTTP/1.1\r\nHost: x")  # cut off mid-request
+    await writer.drain()
+    writer.close()
+    await wait_for(lambda: any("opening handshake" in r.getMessage() for r in caplog.records))
+    records = [r for r in caplog.records if "opening handshake" in r.getMessage()]
+    assert all(r.levelno == logging.INFO and not r.exc_info for r in records), \
+        [(r.levelname, r.getMessage(), bool(r.exc_info)) for r in records]
+    async with connect(ex.ws_url + "/market/ws/btcusdt@kline_1m"):
+        pass  # still serving
