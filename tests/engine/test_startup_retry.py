@@ -3,9 +3,12 @@ and stops at once on a final answer (bad key, unknown symbol)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from engine.exchange.errors import AuthError, Banned, ExchangeError, RateLimited, TransientError, UnknownStatusError
+from engine.exchange.binance.rest import quick_read
 from engine.live import retry_startup
 
 
@@ -65,57 +68,66 @@ async def test_final_answers_end_startup_at_once(err):
     assert call.calls == 1
 
 
+def copies(*behaviour):
+    """A read whose n-th copy does ``behaviour[n]``: ``"lost"`` (never answered), ``("slow", s, v)``
+    (answers ``v`` after ``s`` seconds), ``("fail", s)`` (fails after ``s`` seconds) or a value."""
+    calls: list[int] = []
+
+    async def read():
+        calls.append(1)
+        b = behaviour[min(len(calls), len(behaviour)) - 1]
+        if b == "lost":
+            await asyncio.get_running_loop().create_future()
+        if isinstance(b, tuple):
+            await asyncio.sleep(b[1])
+            if b[0] == "fail":
+                raise TransientError(-1001, f"disconnected {len(calls)}", 503)
+            return b[2]
+        return b
+
+    return read, calls
+
+
 async def test_a_startup_read_lost_on_the_way_is_asked_again_after_a_short_wait():
     """A read that protection waits for: when no answer came after ``timeout_s``, another copy is
     sent beside it (twice); the first answer wins."""
-    import asyncio
-
-    from engine.exchange.binance.rest import quick_read
-
-    calls = []
-
-    async def positions():
-        calls.append(1)
-        if len(calls) < 3:
-            await asyncio.get_running_loop().create_future()  # lost: never answered
-        return ["p"]
-
-    assert await asyncio.wait_for(quick_read(positions, "positions", timeout_s=0.02), 5) == ["p"]
+    read, calls = copies("lost", "lost", ["p"])
+    assert await asyncio.wait_for(quick_read(read, "positions", timeout_s=0.02), 5) == ["p"]
     assert len(calls) == 3
 
 
 async def test_a_slow_startup_read_is_not_abandoned_for_its_copies():
     """On a slow link the first copy still answers first: asking again must not throw it away."""
-    import asyncio
-
-    from engine.exchange.binance.rest import quick_read
-
-    calls = []
-
-    async def positions():
-        calls.append(1)
-        n = len(calls)
-        if n == 1:
-            await asyncio.sleep(0.1)  # slow, but on its way
-            return ["first"]
-        await asyncio.get_running_loop().create_future()  # the copies are lost
-        return ["copy"]
-
-    assert await asyncio.wait_for(quick_read(positions, "positions", timeout_s=0.02), 5) == ["first"]
+    read, calls = copies(("slow", 0.1, ["first"]), "lost", "lost")
+    assert await asyncio.wait_for(quick_read(read, "positions", timeout_s=0.02), 5) == ["first"]
     assert len(calls) == 3
 
 
 async def test_a_startup_read_raises_once_every_copy_has_failed():
-    import asyncio
-
-    from engine.exchange.binance.rest import quick_read
-
-    calls = []
-
-    async def positions():
-        calls.append(1)
-        await asyncio.sleep(0.05 if len(calls) == 1 else 0.0)
-        raise TransientError(-1001, f"disconnected {len(calls)}", 503)
-
+    read, calls = copies(("fail", 0.05), ("fail", 0.0), ("fail", 0.0))
     with pytest.raises(TransientError, match="disconnected"):
-        await asyncio.wait_for(quick_read(positions, "positions", timeout_s=0.02), 5)
+        await asyncio.wait_for(quick_read(read, "positions", timeout_s=0.02), 5)
+    assert len(calls) == 3
+
+
+async def test_a_failed_startup_step_leaves_no_request_of_it_running():
+    """One read of a startup step fails: the step's other reads are cancelled before it is retried,
+    so no request of the failed attempt runs beside the new one."""
+    from engine.exchange.binance.rest import gather_or_cancel
+
+    cancelled: list[str] = []
+
+    async def hangs(name):
+        try:
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            cancelled.append(name)
+            raise
+
+    async def fails():
+        raise TransientError(-1001, "disconnected", 503)
+
+    with pytest.raises(TransientError):
+        await asyncio.wait_for(gather_or_cancel(hangs("positions"), fails(), hangs("open orders")), 5)
+    assert sorted(cancelled) == ["open orders", "positions"]
+    assert await gather_or_cancel(asyncio.sleep(0, "a"), asyncio.sleep(0, "b")) == ["a", "b"]
