@@ -148,6 +148,7 @@ class _OrderState:
     reject_reason: str = ""
     attempts: int = 1
     unknown: bool = False  # sent; whether the exchange has it is unknown (resolved by client id)
+    refused: bool = False  # its last send was certainly not applied; waiting to be resent
 
     def snapshot(self) -> Order:
         r = self.req
@@ -889,6 +890,35 @@ class OrderManager:
 
     # -- closes -------------------------------------------------------------------------------
 
+    def _position_gone(self, key: PositionKey) -> bool:
+        """Flat by the exchange's report, and no plan of ours still holds it open."""
+        return key not in self.position_amounts and key not in self.brackets
+
+    def _expire_unneeded_close(self, st: _OrderState) -> None:
+        """A close the exchange certainly refused (so never placed) whose position is flat by now:
+        not resent. Recorded EXPIRED so nothing shows it waiting."""
+        log.info("%s: close %s not resent: the position is already flat", st.req.symbol, st.req.client_order_id)
+        self._set_order_status(st, OrderStatus.EXPIRED)
+        st.reject_reason = f"not resent: the position is already flat (last answer {st.reject_reason})"
+        st.updated_ms = self.clock.now_ms()
+        self._record_order(st)
+
+    def _drop_refused_closes(self, key: PositionKey) -> None:
+        """The position went flat: closes of it waiting to be resent after a certain refusal go
+        nowhere. (One whose status is unknown is still resent: it may rest on the exchange, and
+        the same client id finds it.)"""
+        if not self._position_gone(key):
+            return
+        keep = []
+        for when, cmd in self._retries:
+            st = self.orders.get(cmd.req.client_order_id) if isinstance(cmd, SubmitOrder) else None
+            if st is not None and st.refused and st.req.purpose in CLOSE_PURPOSES \
+                    and (st.req.symbol, st.req.position_side) == key and st.status is OrderStatus.PENDING_NEW:
+                self._expire_unneeded_close(st)
+                continue
+            keep.append((when, cmd))
+        self._retries = keep
+
     def close_position(self, key: PositionKey, purpose: OrderPurpose, amount: Decimal | None = None) -> str | None:
         """Close a position at market, reduce-only (one-way) or on its side (hedge)."""
         symbol, ps = key
@@ -982,6 +1012,7 @@ class OrderManager:
             # Maybe placed, maybe not, and it could not be looked up (a ban, no answers).
             if st.req.purpose in CLOSE_PURPOSES:
                 # reduce-only, same client id: sent again, it cannot execute twice
+                st.refused = False
                 st.attempts += 1
                 self._retry(st.attempts, SubmitOrder(st.req), err)
                 return
@@ -996,6 +1027,11 @@ class OrderManager:
                 or isinstance(err, RateLimited)):
             # A close is resent until it goes through: reduce-only with the same client id, it can
             # neither flip the position nor execute twice. A rate limit or ban is waited out.
+            st.refused = True
+            key = (st.req.symbol, st.req.position_side)
+            if st.req.purpose in CLOSE_PURPOSES and self._position_gone(key):
+                self._expire_unneeded_close(st)  # its stop (or another close) got there first
+                return
             st.attempts += 1
             self._retry(st.attempts, SubmitOrder(st.req), err)  # same client id: cannot double-execute
             return
@@ -1247,6 +1283,7 @@ class OrderManager:
                 return  # flat between slices of an entry still being sent: the plan goes on
             # flat: the remaining orders of this position must not linger
             br = self._drop_bracket(key)
+            self._drop_refused_closes(key)
             if br is not None:
                 br.slices.clear()
                 for caid in (br.stop_client_id, br.take_profit_client_id, br.tp1_client_id, br.trail_client_id,

@@ -549,6 +549,30 @@ def test_a_close_is_resent_past_retry_attempts_until_it_goes_through():
     assert exchange_position(run) == 0
 
 
+def test_a_refused_close_is_not_resent_once_its_stop_has_closed_the_position():
+    """The break-even timeout's close is refused (a ban: certainly not placed) and waits to be
+    resent; meanwhile the stop closes the position. The close is not sent to a flat position and
+    is recorded EXPIRED, so nothing shows it waiting (a restart or the database would)."""
+    ports = {}
+
+    def wrap(port):
+        ports["p"] = FailingPlacements(port, {OrderPurpose.BREAK_EVEN_TIMEOUT}, times=100,
+                                       error=lambda: Banned(-1003, "Way too many requests; IP banned", 418,
+                                                            until_ms=0, retry_after_s=900))
+        return ports["p"]
+
+    candles = flat(15, 1.0) + path(1.0, 0.98, 0.96, 0.94, start=15) + flat(20, 0.94, start=19)
+    run = run_scenario(candles, {9: LONG}, port_wrapper=wrap, risk=risk(),
+                       exits=exits(break_even_trigger_pct=1, break_even_timeout_s=240),
+                       execution={"retry_attempts": 2, "retry_backoff_s": 0.5})
+    tries = [c for c in ports["p"].calls if c[2].purpose is OrderPurpose.BREAK_EVEN_TIMEOUT]
+    assert len(tries) == 1, tries  # refused once; not resent after the stop closed the position
+    st = run.engine.orders.orders[tries[0][1]]
+    assert st.status is OrderStatus.EXPIRED and "already flat" in st.reject_reason
+    assert one_trade(run).exit_reason is ExitReason.STOP_LOSS
+    assert exchange_position(run) == 0
+
+
 def test_transient_close_failure_is_retried_reduce_only_with_the_same_id():
     ports = {}
 
