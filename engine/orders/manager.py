@@ -829,7 +829,8 @@ class OrderManager:
             keep = []
             for when, cmd in self._retries:
                 if when <= now_ms:
-                    self.outbox.append(cmd)
+                    if not self._moot_refused_close(cmd):
+                        self.outbox.append(cmd)
                 else:
                     keep.append((when, cmd))
                     self._due(when)
@@ -890,34 +891,39 @@ class OrderManager:
 
     # -- closes -------------------------------------------------------------------------------
 
-    def _position_gone(self, key: PositionKey) -> bool:
-        """Flat by the exchange's report, and no plan of ours still holds it open."""
-        return key not in self.position_amounts and key not in self.brackets
+    def _close_moot(self, st: _OrderState) -> bool:
+        """A close with nothing left to close: its position is flat by the exchange's report and no
+        plan of ours holds it, or its plan is over and another one holds the symbol now (resent, it
+        would close that one)."""
+        key = (st.req.symbol, st.req.position_side)
+        br = self.brackets.get(key)
+        if br is None:
+            return key not in self.position_amounts
+        return st.req.signal_id is not None and br.signal_id != st.req.signal_id
 
     def _expire_unneeded_close(self, st: _OrderState) -> None:
-        """A close the exchange certainly refused (so never placed) whose position is flat by now:
-        not resent. Recorded EXPIRED so nothing shows it waiting."""
-        log.info("%s: close %s not resent: the position is already flat", st.req.symbol, st.req.client_order_id)
+        """A close the exchange certainly refused (so never placed) with nothing left to close: not
+        resent. Recorded EXPIRED so nothing shows it waiting."""
+        log.info("%s: close %s not resent: its position is already closed", st.req.symbol, st.req.client_order_id)
         self._set_order_status(st, OrderStatus.EXPIRED)
-        st.reject_reason = f"not resent: the position is already flat (last answer {st.reject_reason})"
+        st.reject_reason = f"not resent: its position is already closed (last answer {st.reject_reason})"
         st.updated_ms = self.clock.now_ms()
         self._record_order(st)
 
-    def _drop_refused_closes(self, key: PositionKey) -> None:
-        """The position went flat: closes of it waiting to be resent after a certain refusal go
-        nowhere. (One whose status is unknown is still resent: it may rest on the exchange, and
-        the same client id finds it.)"""
-        if not self._position_gone(key):
-            return
-        keep = []
-        for when, cmd in self._retries:
-            st = self.orders.get(cmd.req.client_order_id) if isinstance(cmd, SubmitOrder) else None
-            if st is not None and st.refused and st.req.purpose in CLOSE_PURPOSES \
-                    and (st.req.symbol, st.req.position_side) == key and st.status is OrderStatus.PENDING_NEW:
-                self._expire_unneeded_close(st)
-                continue
-            keep.append((when, cmd))
-        self._retries = keep
+    def _moot_refused_close(self, cmd: ExchangeCommand) -> bool:
+        """``cmd`` is a close waiting to be resent after a certain refusal, with nothing left to
+        close (expired here). One of unknown status is still resent: it may rest on the
+        exchange, and the same client id finds it."""
+        st = self.orders.get(cmd.req.client_order_id) if isinstance(cmd, SubmitOrder) else None
+        if st is None or not st.refused or st.req.purpose not in CLOSE_PURPOSES \
+                or st.status is not OrderStatus.PENDING_NEW or not self._close_moot(st):
+            return False
+        self._expire_unneeded_close(st)
+        return True
+
+    def _drop_refused_closes(self) -> None:
+        """A position went flat: closes waiting to be resent that have nothing left to close go nowhere."""
+        self._retries = [(w, c) for w, c in self._retries if not self._moot_refused_close(c)]
 
     def close_position(self, key: PositionKey, purpose: OrderPurpose, amount: Decimal | None = None) -> str | None:
         """Close a position at market, reduce-only (one-way) or on its side (hedge)."""
@@ -1028,8 +1034,7 @@ class OrderManager:
             # A close is resent until it goes through: reduce-only with the same client id, it can
             # neither flip the position nor execute twice. A rate limit or ban is waited out.
             st.refused = True
-            key = (st.req.symbol, st.req.position_side)
-            if st.req.purpose in CLOSE_PURPOSES and self._position_gone(key):
+            if st.req.purpose in CLOSE_PURPOSES and self._close_moot(st):
                 self._expire_unneeded_close(st)  # its stop (or another close) got there first
                 return
             st.attempts += 1
@@ -1283,7 +1288,7 @@ class OrderManager:
                 return  # flat between slices of an entry still being sent: the plan goes on
             # flat: the remaining orders of this position must not linger
             br = self._drop_bracket(key)
-            self._drop_refused_closes(key)
+            self._drop_refused_closes()
             if br is not None:
                 br.slices.clear()
                 for caid in (br.stop_client_id, br.take_profit_client_id, br.tp1_client_id, br.trail_client_id,

@@ -568,9 +568,35 @@ def test_a_refused_close_is_not_resent_once_its_stop_has_closed_the_position():
     tries = [c for c in ports["p"].calls if c[2].purpose is OrderPurpose.BREAK_EVEN_TIMEOUT]
     assert len(tries) == 1, tries  # refused once; not resent after the stop closed the position
     st = run.engine.orders.orders[tries[0][1]]
-    assert st.status is OrderStatus.EXPIRED and "already flat" in st.reject_reason
+    assert st.status is OrderStatus.EXPIRED and "already closed" in st.reject_reason
     assert one_trade(run).exit_reason is ExitReason.STOP_LOSS
     assert exchange_position(run) == 0
+
+
+def test_a_refused_close_of_an_earlier_plan_never_closes_the_next_position():
+    """Plan A's break-even close is out when A's stop closes the position and plan B enters on the
+    symbol; then the exchange's refusal of A's close arrives (a ban). Resent, it would close B's
+    position: it is recorded EXPIRED instead and B keeps its position and its stop."""
+    seen = {}
+    candles = FALL + flat(10, 0.96, start=25)
+
+    def between(run, candle):
+        om = run.engine.orders
+        i = index(candle.open_time_ms)
+        if i == 12:
+            [br] = om.brackets.values()
+            seen["close"] = om.close_position(br.key, OrderPurpose.BREAK_EVEN_TIMEOUT)
+            om.outbox.clear()  # the request is out; its answer comes much later
+            br.closing = False  # (A's plan goes on until its stop)
+        if i == 28:
+            assert len(om.brackets) == 1 and exchange_position(run) > 0  # B is in
+            om.on_order_rejected(seen["close"], Banned(-1003, "Way too many requests; IP banned", 418,
+                                                       until_ms=0, retry_after_s=1))
+
+    run = run_scenario(candles, {9: LONG, 26: LONG}, between=between, risk=risk(), exits=exits())
+    st = run.engine.orders.orders[seen["close"]]
+    assert st.status is OrderStatus.EXPIRED, st
+    assert len(entry_fills(run)) == 2 and exchange_position(run) > 0 and len(resting_stops(run)) == 1
 
 
 def test_transient_close_failure_is_retried_reduce_only_with_the_same_id():
