@@ -16,6 +16,7 @@ import statistics
 import sys
 import tempfile
 import time
+from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,8 +50,6 @@ async def one_start(delay_s: float) -> tuple[float, float]:
         ad = BinanceAdapter(rest, endpoints, symbols=["BTCUSDT"], on_candle=lambda c: None, on_mark=lambda m: None,
                             on_user_event=lambda e: None)
         await ad.start()
-        from decimal import Decimal
-
         await ad.place_order(OrderRequest("outside-1", "BTCUSDT", Side.BUY, OrderType.MARKET, Decimal("0.010"),
                                           OrderPurpose.ENTRY))
         await ad.stop()
