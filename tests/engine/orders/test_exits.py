@@ -509,6 +509,11 @@ def test_transient_stop_failure_is_retried_with_the_same_id_after_the_backoff():
     assert run.engine.stats.protection_failures == 0
 
 
+def banned(retry_after_s: float):
+    """``FailingPlacements(error=...)``: a 418 ban with this Retry-After (certainly not placed)."""
+    return lambda: Banned(-1003, "Way too many requests; IP banned", 418, until_ms=0, retry_after_s=retry_after_s)
+
+
 def test_a_ban_on_the_stop_is_waited_out_not_treated_as_a_rejection():
     """418: nothing can be sent until the ban ends. The stop goes out when it does (an emergency
     close could not be sent either); it is not a rejection that closes the position."""
@@ -516,8 +521,7 @@ def test_a_ban_on_the_stop_is_waited_out_not_treated_as_a_rejection():
 
     def wrap(port):
         ports["p"] = FailingPlacements(port, {OrderPurpose.STOP_LOSS}, times=1,
-                                       error=lambda: Banned(-1003, "Way too many requests; IP banned", 418,
-                                                            until_ms=0, retry_after_s=3))
+                                       error=banned(retry_after_s=3))
         return ports["p"]
 
     run = run_scenario(FALL, {9: LONG}, port_wrapper=wrap, risk=risk(), exits=exits(),
@@ -557,8 +561,7 @@ def test_a_refused_close_is_not_resent_once_its_stop_has_closed_the_position():
 
     def wrap(port):
         ports["p"] = FailingPlacements(port, {OrderPurpose.BREAK_EVEN_TIMEOUT}, times=100,
-                                       error=lambda: Banned(-1003, "Way too many requests; IP banned", 418,
-                                                            until_ms=0, retry_after_s=900))
+                                       error=banned(retry_after_s=900))
         return ports["p"]
 
     candles = flat(15, 1.0) + path(1.0, 0.98, 0.96, 0.94, start=15) + flat(20, 0.94, start=19)
@@ -590,8 +593,7 @@ def test_a_refused_close_of_an_earlier_plan_never_closes_the_next_position():
             br.closing = False  # (A's plan goes on until its stop)
         if i == 28:
             assert len(om.brackets) == 1 and exchange_position(run) > 0  # B is in
-            om.on_order_rejected(seen["close"], Banned(-1003, "Way too many requests; IP banned", 418,
-                                                       until_ms=0, retry_after_s=1))
+            om.on_order_rejected(seen["close"], banned(retry_after_s=1)())
 
     run = run_scenario(candles, {9: LONG, 26: LONG}, between=between, risk=risk(), exits=exits())
     st = run.engine.orders.orders[seen["close"]]
