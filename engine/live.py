@@ -185,22 +185,42 @@ class LiveRuntime(RuntimeBase):
     # -- executing the engine's commands ------------------------------------------------------------
 
     CLOSE_LANE = "!close"
+    PROTECT_LANE = "!protect"
 
     def _lane(self, cmd) -> str:
-        """One lane per symbol keeps its commands in order (entry before its stop, …); market closes
-        the engine decided on get a lane of their own, so a close never waits behind a stalled
-        stop or cancel of the same symbol (reduce-only: whatever else is out, it cannot flip or
-        open a position)."""
-        from engine.orders.manager import CLOSE_PURPOSES, SubmitOrder
+        """Each symbol's commands go out in order within three lanes:
+
+        - ``SYM``: entries and their cancels;
+        - ``SYM!protect``: stops, take-profits and their moves and cancels, so a stop never waits
+          behind an entry whose answer has stalled (the fill may already be known from the
+          stream); an entry in turn waits until this lane is idle (see :meth:`_drain`);
+        - ``SYM!close``: market closes the engine decided on, which never wait behind a stalled
+          stop or cancel (reduce-only: whatever else is out, they cannot flip or open a position).
+        """
+        from engine.model import OrderPurpose
+        from engine.orders.manager import CLOSE_PURPOSES, CancelOrder, SubmitOrder
 
         sym = cmd.req.symbol if hasattr(cmd, "req") else cmd.symbol
-        if isinstance(cmd, SubmitOrder) and cmd.req.purpose in CLOSE_PURPOSES:
-            return sym + self.CLOSE_LANE
-        return sym
+        if isinstance(cmd, SubmitOrder):
+            if cmd.req.purpose in CLOSE_PURPOSES:
+                return sym + self.CLOSE_LANE
+            return sym if cmd.req.purpose is OrderPurpose.ENTRY else sym + self.PROTECT_LANE
+        if isinstance(cmd, CancelOrder):
+            st = self.engine.orders.orders.get(cmd.client_order_id)
+            if st is not None and st.req.purpose in CLOSE_PURPOSES:
+                return sym + self.CLOSE_LANE
+            return sym if st is None or st.req.purpose is OrderPurpose.ENTRY else sym + self.PROTECT_LANE
+        return sym + self.PROTECT_LANE  # conditional orders and their cancels
 
     def _busy_symbols(self) -> set[str]:
         """Symbols with a request out (their state is in motion)."""
         return {lane.split("!", 1)[0] for lane in self._workers}
+
+    async def _protection_settled(self, lane: str) -> None:
+        """Wait until the protection lane of ``lane``'s symbol has nothing out or queued."""
+        guard = lane + self.PROTECT_LANE
+        while (task := self._workers.get(guard)) is not None:
+            await asyncio.wait([task])  # not ``await task``: cancelling this lane must not cancel that one
 
     def _kick(self) -> None:
         """Dispatch the engine's new commands at once, each symbol's in order in its lane; different
@@ -221,6 +241,8 @@ class LiveRuntime(RuntimeBase):
         q = self._queues[lane]
         try:
             while q:
+                if "!" not in lane:
+                    await self._protection_settled(lane)  # an entry never overtakes a stop
                 cmd = q.popleft()
                 self._activity += 1
                 if self.account is not None and not await self._record_intent(cmd):

@@ -911,15 +911,24 @@ class OrderManager:
         self._record_order(st)
 
     def _moot_refused_close(self, cmd: ExchangeCommand) -> bool:
-        """``cmd`` is a close waiting to be resent after a certain refusal, with nothing left to
-        close (expired here). One of unknown status is still resent: it may rest on the
-        exchange, and the same client id finds it."""
+        """``cmd`` is a close waiting to be resent with nothing left to close: not resent. One the
+        exchange certainly refused is expired here. One of unknown status may have executed (a
+        filled order's client id is free again on the exchange, so a resend would be a new order
+        and could close the next plan's position): it is resolved by client id instead."""
         st = self.orders.get(cmd.req.client_order_id) if isinstance(cmd, SubmitOrder) else None
-        if st is None or not st.refused or st.req.purpose not in CLOSE_PURPOSES \
+        if st is None or st.req.purpose not in CLOSE_PURPOSES \
                 or st.status is not OrderStatus.PENDING_NEW or not self._close_moot(st):
             return False
-        self._expire_unneeded_close(st)
+        if st.refused:
+            self._expire_unneeded_close(st)
+        else:
+            self._hold_unknown_close(st)
         return True
+
+    def _hold_unknown_close(self, st: _OrderState) -> None:
+        st.unknown = True
+        log.warning("%s: close %s status unknown and its position is closed or held by another plan: "
+                    "not resent, resolved by client id", st.req.symbol, st.req.client_order_id)
 
     def _drop_refused_closes(self) -> None:
         """A position went flat: closes waiting to be resent that have nothing left to close go nowhere."""
@@ -1017,8 +1026,12 @@ class OrderManager:
         if err.unknown_status:
             # Maybe placed, maybe not, and it could not be looked up (a ban, no answers).
             if st.req.purpose in CLOSE_PURPOSES:
-                # reduce-only, same client id: sent again, it cannot execute twice
+                # Resent with the same client id while it is needed: if the first one rests, the
+                # exchange refuses the copy; reduce-only, it cannot flip the position.
                 st.refused = False
+                if self._close_moot(st):
+                    self._hold_unknown_close(st)  # it may have executed: resolved by client id
+                    return
                 st.attempts += 1
                 self._retry(st.attempts, SubmitOrder(st.req), err)
                 return

@@ -601,6 +601,36 @@ def test_a_refused_close_of_an_earlier_plan_never_closes_the_next_position():
     assert len(entry_fills(run)) == 2 and exchange_position(run) > 0 and len(resting_stops(run)) == 1
 
 
+def test_a_close_of_unknown_status_of_an_earlier_plan_is_resolved_by_id_not_resent():
+    """As above, but A's close ends "status unknown" (a timeout): it may have executed, and a
+    filled order's client id is free again on the exchange, so a resend would be a new order that
+    closes B's position. It is held for resolution by client id instead."""
+    from engine.exchange.errors import UnknownStatusError
+
+    seen = {}
+    candles = FALL + flat(10, 0.96, start=25)
+
+    def between(run, candle):
+        om = run.engine.orders
+        i = index(candle.open_time_ms)
+        if i == 12:
+            [br] = om.brackets.values()
+            seen["close"] = om.close_position(br.key, OrderPurpose.BREAK_EVEN_TIMEOUT)
+            om.outbox.clear()
+            br.closing = False
+        if i == 28:
+            assert len(om.brackets) == 1 and exchange_position(run) > 0
+            om.on_order_rejected(seen["close"], UnknownStatusError(-1007, "Timeout waiting for response", 408))
+            seen["outbox"] = list(om.outbox)
+
+    run = run_scenario(candles, {9: LONG, 26: LONG}, between=between, risk=risk(), exits=exits())
+    st = run.engine.orders.orders[seen["close"]]
+    assert st.unknown and st.status is OrderStatus.PENDING_NEW, st
+    assert not any(getattr(c, "req", None) is not None and c.req.client_order_id == seen["close"]
+                   for c in seen["outbox"] + [c for _, c in run.engine.orders._retries])
+    assert len(entry_fills(run)) == 2 and exchange_position(run) > 0 and len(resting_stops(run)) == 1
+
+
 def test_transient_close_failure_is_retried_reduce_only_with_the_same_id():
     ports = {}
 
