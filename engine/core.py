@@ -263,7 +263,7 @@ class Engine:
             if p.amount != 0:
                 key = (p.symbol, p.position_side)
                 self.positions[key] = p
-                self.orders.on_position(key, p.amount)
+                self.orders.on_position(key, p.amount, p.entry_price)
         self._revalue()
         if not self.start_equity:
             self.start_equity = self.equity()
@@ -613,7 +613,7 @@ class Engine:
                 self.positions.pop(key, None)
             else:
                 self.positions[key] = pos
-            self.orders.on_position(key, ps.amount)
+            self.orders.on_position(key, ps.amount, ps.entry_price)
             if self.journal is not None:
                 self.journal.position(pos)
             self.bus.publish(PositionChanged(pos))
@@ -956,7 +956,7 @@ class Engine:
                 self.positions.pop(key, None)
             else:
                 self.positions[key] = by_key[key]
-            om.on_position(key, theirs)
+            om.on_position(key, theirs, by_key[key].entry_price if theirs != 0 else None)
         for key, caid in diff.stops_lost:
             om.stop_lost(key, "not resting on the exchange (reconciliation)")
         for key, p in diff.unguarded:

@@ -19,7 +19,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any, Awaitable, Callable, Iterable
 
 from engine.exchange.binance.parse import parse_user_trade
-from engine.exchange.binance.rest import gather_or_cancel, quick_read
+from engine.exchange.binance.rest import QUICK_READ_TIMEOUT_S, gather_or_cancel, quick_read
 from engine.exchange.errors import ExchangeError
 from engine.model import (
     AlgoStatus,
@@ -150,9 +150,13 @@ async def resolve_intents(adapter, store, account: str, now_ms: int,
 
     async def ask(it: dict) -> str | None:
         cid, sym = it["client_id"], it["symbol"]
-        query = adapter.query_algo_order(cid) if it["kind"] == "algo" else adapter.query_order(sym, cid)
-        try:
-            await asyncio.wait_for(query, timeout=timeout_s)
+
+        def query() -> Awaitable[Any]:
+            return adapter.query_algo_order(cid) if it["kind"] == "algo" else adapter.query_order(sym, cid)
+
+        try:  # hedged: a query lost on the way costs QUICK_READ_TIMEOUT_S, not the whole timeout
+            hedge_s = min(QUICK_READ_TIMEOUT_S, timeout_s / 2)
+            await asyncio.wait_for(quick_read(query, f"intent {cid}", timeout_s=hedge_s), timeout=timeout_s)
             return "resolved"
         except asyncio.TimeoutError:
             log.warning("intent %s: the exchange did not answer within %.1f s; left pending", cid, timeout_s)

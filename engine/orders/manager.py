@@ -1285,8 +1285,9 @@ class OrderManager:
             if self.position_amounts.get(key, ZERO) != 0:
                 self._protection_failed(key, f"stop order {ev.status.value.lower()} ({ev.reason or 'no reason given'})")
 
-    def on_position(self, key: PositionKey, amount: Decimal) -> None:
-        """The exchange reported this position's amount (ACCOUNT_UPDATE or a positions query)."""
+    def on_position(self, key: PositionKey, amount: Decimal, entry_price: Decimal | None = None) -> None:
+        """The exchange reported this position's amount (ACCOUNT_UPDATE or a positions query) and,
+        where known, its average entry price."""
         prev = self.position_amounts.get(key, ZERO)
         if amount == 0:
             self.position_amounts.pop(key, None)
@@ -1324,6 +1325,14 @@ class OrderManager:
                     br.stop_client_id = None
                 if br.entry_price > 0:
                     self._protect(br, br.entry_price)
+                elif entry_price is not None and entry_price > 0 and (amount > 0) == br.long \
+                        and self._entry_open(br):
+                    # The position our entry opened is reported before the entry's own fill (its
+                    # answer stalled, its stream event late): protect it now, priced from the
+                    # position's entry price, not seconds later when the fill comes.
+                    log.warning("%s %s: position %s reported before its entry's fill; stop placed from its "
+                                "entry price %s", key[0], key[1].value, amount, entry_price)
+                    self._protect(br, entry_price)
 
     # -- restart and reconciliation ------------------------------------------------------------
 

@@ -16,9 +16,10 @@ from engine.backtest import build_sim_run, run_sync, step
 from engine.config import Settings
 from engine.core import pump
 from engine.data import KlineFile
-from engine.events import ExAccountUpdate, SwitchStrategy
+from engine.events import ExAccountUpdate, ExOrderUpdate, SwitchStrategy
 from engine.exchange.errors import TransientError
 from engine.model import Candle, Direction, Signal
+from engine.orders.ids import role_of
 from engine.state.journal import Journal
 
 BASE = Decimal(100_000)
@@ -203,6 +204,39 @@ class HoldAccountUpdates:
         return out
 
     def release(self, time_ms: int) -> None:
+        self._ready += [replace(ev, time_ms=time_ms) for ev in self.held]
+        self.held = []
+
+    def __getattr__(self, name):
+        return getattr(self.port, name)
+
+
+class HoldEntryUpdates:
+    """Port wrapper: every ORDER_TRADE_UPDATE of an entry order is held back (its answer stalled
+    and its stream events delayed; the position report still arrives); :meth:`release` delivers
+    them, stamped with the time they finally arrive, on the next drain."""
+
+    def __init__(self, port):
+        self.port = port
+        self.holding = True
+        self.held: list[ExOrderUpdate] = []
+        self._ready: list[object] = []
+
+    def has_events(self) -> bool:
+        return bool(self._ready) or self.port.has_events()
+
+    def drain_events(self) -> list[object]:
+        out = []
+        for ev in self.port.drain_events():
+            if self.holding and isinstance(ev, ExOrderUpdate) and role_of(ev.client_order_id) == "entry":
+                self.held.append(ev)
+                continue
+            out.append(ev)
+        out, self._ready = self._ready + out, []
+        return out
+
+    def release(self, time_ms: int) -> None:
+        self.holding = False
         self._ready += [replace(ev, time_ms=time_ms) for ev in self.held]
         self.held = []
 

@@ -19,6 +19,7 @@ from tests.engine.orders.scenario import (
     MIN,
     FailingPlacements,
     HoldAccountUpdates,
+    HoldEntryUpdates,
     StopWatch,
     algo_requests,
     bar,
@@ -420,6 +421,37 @@ def test_protection_waits_for_the_position_report():
     assert algo_state(run, stop.client_algo_id).created_ms == fill["time"] + 2_000  # with the report, not the wait
     t = one_trade(run)
     assert t.exit_reason is ExitReason.STOP_LOSS
+    assert exchange_position(run) == 0 and not run.sim.open_algo_orders({})
+
+
+def test_a_position_reported_before_its_entry_fill_is_protected_at_once():
+    """The entry's fill events are late (its answer stalled, the stream delayed) but the exchange
+    already reports the position: the stop goes out with that report, priced from the position's
+    entry price, not seconds later when the fill event finally comes."""
+    held = {}
+
+    def wrap(port):
+        held["port"] = HoldEntryUpdates(port)
+        return held["port"]
+
+    seen = {}
+
+    def between(run, candle):
+        i = index(candle.open_time_ms)
+        if i == 9:  # the entry filled at this candle's close; only the position report came
+            seen["pos"], seen["stops"] = exchange_position(run), resting_stops(run)
+        if i == 11:
+            held["port"].release(candle.close_time_ms)
+            tick(run, candle.close_time_ms)
+
+    run = run_scenario(FALL, {9: LONG}, port_wrapper=wrap, between=between, risk=risk(), exits=exits())
+    assert seen["pos"] == Decimal("0.03") and len(seen["stops"]) == 1
+    (fill,) = entry_fills(run)
+    assert Decimal(seen["stops"][0]["triggerPrice"]) == rules(run).round_price_down(fill["price"] * Decimal("0.97"))
+    stops = [r for r in algo_requests(run) if r.purpose is OrderPurpose.STOP_LOSS]
+    assert len(stops) == 1  # the fill event, when it came, did not place a second one
+    t = one_trade(run)
+    assert t.exit_reason is ExitReason.STOP_LOSS and t.entry_price == fill["price"]
     assert exchange_position(run) == 0 and not run.sim.open_algo_orders({})
 
 

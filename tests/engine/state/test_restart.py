@@ -445,8 +445,9 @@ class UnknownEntries:
 
 def test_an_entry_of_unknown_status_is_resolved_by_client_id_never_resent():
     """An entry whose status stayed unknown is neither resent nor forgotten: the symbol takes no
-    other entry until reconciliation asks by client id. Placed and filled: the plan goes on and
-    the position gets its stop. Never placed: the plan is dropped and the symbol trades again."""
+    other entry until reconciliation asks by client id. Placed and filled: the position got its
+    stop from the exchange's position report already (the entry's own updates never came), and
+    the plan goes on with it. Never placed: the plan is dropped and the symbol trades again."""
     for applied in (True, False):
         ports = {}
 
@@ -469,8 +470,9 @@ def test_an_entry_of_unknown_status_is_resolved_by_client_id_never_resent():
         cmds = eng.take_commands()
         if applied:
             assert om.orders[first].status is OrderStatus.FILLED
-            stops = [c.req for c in cmds if getattr(c.req, "type", None) is OrderType.STOP_MARKET]
-            assert len(stops) == 1 and stops[0].close_position
+            [stop] = resting_stops(run)
+            assert stop["clientAlgoId"] == om.brackets[("BTCUSDT", om.orders[first].req.position_side)].stop_client_id
+            assert not [c for c in cmds if getattr(getattr(c, "req", None), "type", None) is OrderType.STOP_MARKET]
         else:
             assert om.orders[first].status is OrderStatus.REJECTED
             assert not om.brackets and not om.pending_entries and cmds == []

@@ -273,3 +273,29 @@ async def test_a_hung_intent_query_does_not_hold_back_startup(tmp_path):
         states = {it["client_id"]: it["state"] for it in await st.intents("a")}
         assert states == {"pdE0-hung": "pending", "pdE0-gone": "missing", "pdE0-here": "resolved", "pdS0-a": "resolved"}
         assert len(notes) == 3
+
+
+async def test_an_intent_query_lost_on_the_way_is_asked_again_beside_it(tmp_path):
+    """The first query of an intent never answers (lost); a copy sent beside it after half the
+    timeout does, so the intent is resolved at this start instead of being left pending."""
+    import asyncio
+
+    from engine.restart import resolve_intents
+
+    class LosesFirst:
+        def __init__(self):
+            self.asked = 0
+
+        async def query_order(self, symbol, cid):
+            self.asked += 1
+            if self.asked == 1:
+                await asyncio.Event().wait()  # lost: never answers
+            return {"orderId": 1}
+
+    ad = LosesFirst()
+    async with await Store.open(tmp_path / "db.sqlite") as st:
+        await st.record_intent("a", "r1", "pdE0-lost", symbol="BTCUSDT", kind="order", role="entry", payload={},
+                               time_ms=1)
+        notes = await resolve_intents(ad, st, "a", 5, timeout_s=0.4)
+        assert [it["state"] for it in await st.intents("a")] == ["resolved"] and len(notes) == 1
+        assert ad.asked == 2
