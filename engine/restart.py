@@ -154,7 +154,7 @@ async def resolve_intents(adapter, store, account: str, now_ms: int,
         def query() -> Awaitable[Any]:
             return adapter.query_algo_order(cid) if it["kind"] == "algo" else adapter.query_order(sym, cid)
 
-        try:  # hedged: a query lost on the way costs QUICK_READ_TIMEOUT_S, not the whole timeout
+        try:  # hedged: a query lost on the way costs half the timeout, not all of it
             hedge_s = min(QUICK_READ_TIMEOUT_S, timeout_s / 2)
             await asyncio.wait_for(quick_read(query, f"intent {cid}", timeout_s=hedge_s), timeout=timeout_s)
             return "resolved"
