@@ -178,49 +178,17 @@ def tick(run, now_ms: int) -> None:
     pump(run.engine, run.port)
 
 
-class HoldAccountUpdates:
-    """Port wrapper: the first ``count`` ACCOUNT_UPDATE events that report a position are held
-    back (the fill arrived, the position report did not); :meth:`release` delivers them later,
-    stamped with the time they finally arrive, on the next drain."""
-
-    def __init__(self, port, count: int = 1):
-        self.port = port
-        self.to_hold = count
-        self.held: list[ExAccountUpdate] = []
-        self._ready: list[object] = []
-
-    def has_events(self) -> bool:
-        return bool(self._ready) or self.port.has_events()
-
-    def drain_events(self) -> list[object]:
-        out = []
-        for ev in self.port.drain_events():
-            if isinstance(ev, ExAccountUpdate) and ev.positions and self.to_hold > 0:
-                self.to_hold -= 1
-                self.held.append(ev)
-                continue
-            out.append(ev)
-        out, self._ready = self._ready + out, []
-        return out
-
-    def release(self, time_ms: int) -> None:
-        self._ready += [replace(ev, time_ms=time_ms) for ev in self.held]
-        self.held = []
-
-    def __getattr__(self, name):
-        return getattr(self.port, name)
-
-
-class HoldEntryUpdates:
-    """Port wrapper: every ORDER_TRADE_UPDATE of an entry order is held back (its answer stalled
-    and its stream events delayed; the position report still arrives); :meth:`release` delivers
-    them, stamped with the time they finally arrive, on the next drain."""
+class HoldEvents:
+    """Port wrapper: the events :meth:`holds` picks are held back; :meth:`release` delivers them
+    later, stamped with the time they finally arrive, on the next drain."""
 
     def __init__(self, port):
         self.port = port
-        self.holding = True
-        self.held: list[ExOrderUpdate] = []
+        self.held: list[object] = []
         self._ready: list[object] = []
+
+    def holds(self, ev) -> bool:
+        raise NotImplementedError
 
     def has_events(self) -> bool:
         return bool(self._ready) or self.port.has_events()
@@ -228,20 +196,45 @@ class HoldEntryUpdates:
     def drain_events(self) -> list[object]:
         out = []
         for ev in self.port.drain_events():
-            if self.holding and isinstance(ev, ExOrderUpdate) and role_of(ev.client_order_id) == "entry":
-                self.held.append(ev)
-                continue
-            out.append(ev)
+            (self.held if self.holds(ev) else out).append(ev)
         out, self._ready = self._ready + out, []
         return out
 
     def release(self, time_ms: int) -> None:
-        self.holding = False
         self._ready += [replace(ev, time_ms=time_ms) for ev in self.held]
         self.held = []
 
     def __getattr__(self, name):
         return getattr(self.port, name)
+
+
+class HoldAccountUpdates(HoldEvents):
+    """The first ``count`` ACCOUNT_UPDATE events that report a position are held back (the fill
+    arrived, the position report did not)."""
+
+    def __init__(self, port, count: int = 1):
+        super().__init__(port)
+        self.to_hold = count
+
+    def holds(self, ev) -> bool:
+        if isinstance(ev, ExAccountUpdate) and ev.positions and self.to_hold > 0:
+            self.to_hold -= 1
+            return True
+        return False
+
+
+class HoldEntryUpdates(HoldEvents):
+    """Every ORDER_TRADE_UPDATE of an entry order is held back until :meth:`release` (its answer
+    stalled and its stream events delayed; the position report still arrives)."""
+
+    holding = True
+
+    def holds(self, ev) -> bool:
+        return self.holding and isinstance(ev, ExOrderUpdate) and role_of(ev.client_order_id) == "entry"
+
+    def release(self, time_ms: int) -> None:
+        self.holding = False
+        super().release(time_ms)
 
 
 class FailingPlacements:

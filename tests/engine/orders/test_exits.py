@@ -393,16 +393,22 @@ def test_vwap_slice_too_small_is_merged_into_the_next():
 
 # -- 8. a fill whose position the exchange has not reported yet ----------------------------------
 
+def kept(wrapper):
+    """A ``port_wrapper`` that wraps the port in ``wrapper``, and a dict keeping it under "port"."""
+    held = {}
+
+    def wrap(port):
+        held["port"] = wrapper(port)
+        return held["port"]
+
+    return wrap, held
+
+
 FALL = flat(15, 1.0) + path(1.0, 0.99, 0.98, 0.97, 0.96, start=15) + flat(5, 0.96, start=20)
 
 
 def test_protection_waits_for_the_position_report():
-    held = {}
-
-    def wrap(port):
-        held["port"] = HoldAccountUpdates(port)
-        return held["port"]
-
+    wrap, held = kept(HoldAccountUpdates)
     seen = {}
 
     def between(run, candle):
@@ -428,12 +434,7 @@ def test_a_position_reported_before_its_entry_fill_is_protected_at_once():
     """The entry's fill events are late (its answer stalled, the stream delayed) but the exchange
     already reports the position: the stop goes out with that report, priced from the position's
     entry price, not seconds later when the fill event finally comes."""
-    held = {}
-
-    def wrap(port):
-        held["port"] = HoldEntryUpdates(port)
-        return held["port"]
-
+    wrap, held = kept(HoldEntryUpdates)
     seen = {}
 
     def between(run, candle):
