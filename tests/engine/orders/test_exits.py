@@ -609,10 +609,10 @@ def test_a_refused_close_is_not_resent_once_its_stop_has_closed_the_position():
     assert exchange_position(run) == 0
 
 
-def test_a_refused_close_of_an_earlier_plan_never_closes_the_next_position():
+def close_of_an_earlier_plan_answered_late(error):
     """Plan A's break-even close is out when A's stop closes the position and plan B enters on the
-    symbol; then the exchange's refusal of A's close arrives (a ban). Resent, it would close B's
-    position: it is recorded EXPIRED instead and B keeps its position and its stop."""
+    symbol; then ``error`` arrives as the answer to A's close. Returns the run, A's close's state
+    and the commands the engine had queued right after that answer."""
     seen = {}
     candles = FALL + flat(10, 0.96, start=25)
 
@@ -626,10 +626,17 @@ def test_a_refused_close_of_an_earlier_plan_never_closes_the_next_position():
             br.closing = False  # (A's plan goes on until its stop)
         if i == 28:
             assert len(om.brackets) == 1 and exchange_position(run) > 0  # B is in
-            om.on_order_rejected(seen["close"], banned(retry_after_s=1)())
+            om.on_order_rejected(seen["close"], error)
+            seen["outbox"] = list(om.outbox)
 
     run = run_scenario(candles, {9: LONG, 26: LONG}, between=between, risk=risk(), exits=exits())
-    st = run.engine.orders.orders[seen["close"]]
+    return run, run.engine.orders.orders[seen["close"]], seen["outbox"]
+
+
+def test_a_refused_close_of_an_earlier_plan_never_closes_the_next_position():
+    """The answer to A's close is a refusal (a ban). Resent, it would close B's position: it is
+    recorded EXPIRED instead and B keeps its position and its stop."""
+    run, st, _ = close_of_an_earlier_plan_answered_late(banned(retry_after_s=1)())
     assert st.status is OrderStatus.EXPIRED, st
     assert len(entry_fills(run)) == 2 and exchange_position(run) > 0 and len(resting_stops(run)) == 1
 
@@ -640,27 +647,11 @@ def test_a_close_of_unknown_status_of_an_earlier_plan_is_resolved_by_id_not_rese
     closes B's position. It is held for resolution by client id instead."""
     from engine.exchange.errors import UnknownStatusError
 
-    seen = {}
-    candles = FALL + flat(10, 0.96, start=25)
-
-    def between(run, candle):
-        om = run.engine.orders
-        i = index(candle.open_time_ms)
-        if i == 12:
-            [br] = om.brackets.values()
-            seen["close"] = om.close_position(br.key, OrderPurpose.BREAK_EVEN_TIMEOUT)
-            om.outbox.clear()
-            br.closing = False
-        if i == 28:
-            assert len(om.brackets) == 1 and exchange_position(run) > 0
-            om.on_order_rejected(seen["close"], UnknownStatusError(-1007, "Timeout waiting for response", 408))
-            seen["outbox"] = list(om.outbox)
-
-    run = run_scenario(candles, {9: LONG, 26: LONG}, between=between, risk=risk(), exits=exits())
-    st = run.engine.orders.orders[seen["close"]]
+    run, st, outbox = close_of_an_earlier_plan_answered_late(
+        UnknownStatusError(-1007, "Timeout waiting for response", 408))
     assert st.unknown and st.status is OrderStatus.PENDING_NEW, st
-    assert not any(getattr(c, "req", None) is not None and c.req.client_order_id == seen["close"]
-                   for c in seen["outbox"] + [c for _, c in run.engine.orders._retries])
+    assert not any(getattr(c, "req", None) is not None and c.req.client_order_id == st.req.client_order_id
+                   for c in outbox + [c for _, c in run.engine.orders._retries])
     assert len(entry_fills(run)) == 2 and exchange_position(run) > 0 and len(resting_stops(run)) == 1
 
 
